@@ -1,0 +1,503 @@
+"""Numba geometry kernels with the predicates NAVSIM gets from shapely/GEOS.
+
+Semantics reproduced (and why they matter):
+* point-in-polygon is shapely's ``contains``/``within``: a point on the boundary is *outside* (ego-area flags,
+  intersection look-ups);
+* polygon/segment ``intersects`` counts touching as intersecting (collisions, TTC, red lights);
+* projection onto a polyline is GEOS ``LengthIndexedLine.project``: the first segment with the strictly smallest
+  distance wins, zero-length segments project to their start (ego progress).
+
+Polygons are stored once per scene in a ``PolygonSet``: all rings' edges in one array, plus for each polygon a
+1-D bucketing of its edges along its longer bounding-box axis, so a point test touches only the few edges whose
+span covers the point instead of the hundreds of edges of a long road polygon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from numba import njit
+
+# ----------------------------------------------------------------------------------------------------------------
+# 1-D bucketing (used for polygon edges and for the centerline's segments)
+
+
+def build_buckets(lo_values: np.ndarray, hi_values: np.ndarray, lo: float, hi: float, num_buckets: int):
+    """CSR lists of the items whose [lo_values, hi_values] span overlaps each of ``num_buckets`` equal buckets."""
+    width = (hi - lo) / num_buckets if hi > lo else 1.0
+    inv = 1.0 / width
+    first = np.clip(np.floor((lo_values - lo) * inv).astype(np.int64), 0, num_buckets - 1)
+    last = np.clip(np.floor((hi_values - lo) * inv).astype(np.int64), 0, num_buckets - 1)
+    counts = np.zeros(num_buckets, dtype=np.int64)
+    for a, b in zip(first, last):
+        counts[a : b + 1] += 1
+    ptr = np.zeros(num_buckets + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    items = np.empty(ptr[-1], dtype=np.int64)
+    fill = ptr[:-1].copy()
+    for idx, (a, b) in enumerate(zip(first, last)):
+        for bucket in range(a, b + 1):
+            items[fill[bucket]] = idx
+            fill[bucket] += 1
+    return inv, ptr, items
+
+
+@njit(cache=True, inline="always")
+def _bucket_of(value, lo, inv, num_buckets):
+    b = int((value - lo) * inv)
+    if b < 0:
+        return 0
+    if b >= num_buckets:
+        return num_buckets - 1
+    return b
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Polygon sets
+
+
+@dataclass(frozen=True)
+class PolygonSet:
+    """Polygons (with holes) prepared for fast point tests.
+
+    ``edges[e] = (u1, v1, u2, v2)`` in the polygon's bucketing frame: (x, y) when buckets run along y, (y, x)
+    when they run along x (``swap[p]``). Bucket ``b`` of polygon ``p`` is ``bucket_base[p] + b``.
+    """
+
+    bbox: np.ndarray  # (P, 4) min_x, min_y, max_x, max_y
+    swap: np.ndarray  # (P,) bool
+    bucket_lo: np.ndarray  # (P,)
+    bucket_inv: np.ndarray  # (P,)
+    bucket_count: np.ndarray  # (P,) int64
+    bucket_base: np.ndarray  # (P,) int64
+    bucket_ptr: np.ndarray  # (total_buckets + 1,) int64
+    bucket_items: np.ndarray  # (M,) int64 edge indices
+    edges: np.ndarray  # (E, 4)
+    edge_ptr: np.ndarray  # (P + 1,) int64: polygon p owns edges[edge_ptr[p]:edge_ptr[p+1]]
+
+    def __len__(self) -> int:
+        return len(self.bbox)
+
+    @property
+    def arrays(self) -> tuple:
+        return (
+            self.bbox,
+            self.swap,
+            self.bucket_lo,
+            self.bucket_inv,
+            self.bucket_count,
+            self.bucket_base,
+            self.bucket_ptr,
+            self.bucket_items,
+            self.edges,
+        )
+
+    @classmethod
+    def build(cls, polygons: Sequence[tuple[np.ndarray, Sequence[np.ndarray]]]) -> "PolygonSet":
+        """``polygons`` = [(exterior (K, 2), [hole (K, 2), ...]), ...], rings open or closed."""
+        n = len(polygons)
+        bbox = np.zeros((n, 4))
+        swap = np.zeros(n, dtype=np.bool_)
+        bucket_lo = np.zeros(n)
+        bucket_inv = np.ones(n)
+        bucket_count = np.ones(n, dtype=np.int64)
+        bucket_base = np.zeros(n, dtype=np.int64)
+        edge_ptr = np.zeros(n + 1, dtype=np.int64)
+        edges, ptrs, items_parts = [], [np.zeros(1, dtype=np.int64)], []
+        for p, (exterior, holes) in enumerate(polygons):
+            rings = [np.asarray(exterior, dtype=np.float64)] + [np.asarray(h, dtype=np.float64) for h in holes]
+            segments = []
+            for ring in rings:
+                closed = ring if np.array_equal(ring[0], ring[-1]) else np.vstack([ring, ring[:1]])
+                segments.append(np.hstack([closed[:-1], closed[1:]]))
+            seg = np.vstack(segments)
+            outer = rings[0]
+            bbox[p] = (outer[:, 0].min(), outer[:, 1].min(), outer[:, 0].max(), outer[:, 1].max())
+            # Bucket along the longer axis: rays then cross the polygon's short side and meet few edges.
+            swap[p] = (bbox[p, 2] - bbox[p, 0]) > (bbox[p, 3] - bbox[p, 1])
+            if swap[p]:
+                seg = seg[:, [1, 0, 3, 2]]
+            v_lo, v_hi = np.minimum(seg[:, 1], seg[:, 3]), np.maximum(seg[:, 1], seg[:, 3])
+            lo, hi = float(v_lo.min()), float(v_hi.max())
+            count = int(max(1, min(1024, len(seg) // 2)))
+            inv, ptr, items = build_buckets(v_lo, v_hi, lo, hi, count)
+            bucket_lo[p], bucket_inv[p], bucket_count[p] = lo, inv, count
+            bucket_base[p] = int(bucket_count[:p].sum())
+            ptrs.append(ptr[1:] + ptrs[-1][-1])
+            items_parts.append(items + edge_ptr[p])
+            edges.append(seg)
+            edge_ptr[p + 1] = edge_ptr[p] + len(seg)
+        return cls(
+            bbox=bbox,
+            swap=swap,
+            bucket_lo=bucket_lo,
+            bucket_inv=bucket_inv,
+            bucket_count=bucket_count,
+            bucket_base=bucket_base,
+            bucket_ptr=np.concatenate(ptrs),
+            bucket_items=np.concatenate(items_parts) if items_parts else np.zeros(0, dtype=np.int64),
+            edges=np.vstack(edges) if edges else np.zeros((0, 4)),
+            edge_ptr=edge_ptr,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Robust orientation: GEOS's CGAlgorithmsDD::orientationIndex (a floating-point filter, then double-double).
+# Points exactly on a lane boundary (an ego driving on the line between two lanes) are decided by this sign,
+# so a plain floating-point cross product would flip ego-area flags that NAVSIM does not flip.
+
+_SPLIT = 134217729.0  # 2^27 + 1, Dekker's splitter
+_DP_SAFE_EPSILON = 1e-15
+
+
+@njit(cache=True, inline="always")
+def _dd_add(ahi, alo, bhi, blo):
+    s = ahi + bhi
+    t = alo + blo
+    e = s - ahi
+    f = t - alo
+    s2 = s - e
+    t2 = t - f
+    s2 = (bhi - e) + (ahi - s2)
+    t2 = (blo - f) + (alo - t2)
+    e = s2 + t
+    h_big = s + e
+    h = e + (s - h_big)
+    e = t2 + h
+    zhi = h_big + e
+    zlo = e + (h_big - zhi)
+    return zhi, zlo
+
+
+@njit(cache=True, inline="always")
+def _dd_mul(ahi, alo, bhi, blo):
+    c_big = _SPLIT * ahi
+    hx = c_big - ahi
+    c = _SPLIT * bhi
+    hx = c_big - hx
+    tx = ahi - hx
+    hy = c - bhi
+    c_big = ahi * bhi
+    hy = c - hy
+    ty = bhi - hy
+    c = ((((hx * hy - c_big) + hx * ty) + tx * hy) + tx * ty) + (ahi * blo + alo * bhi)
+    zhi = c_big + c
+    hx = c_big - zhi
+    zlo = c + hx
+    return zhi, zlo
+
+
+@njit(cache=True)
+def orientation_index(p1x, p1y, p2x, p2y, qx, qy):
+    """+1 if q is left of p1->p2 (counter-clockwise), -1 if right, 0 if collinear; GEOS arithmetic."""
+    detleft = (p1x - qx) * (p2y - qy)
+    detright = (p1y - qy) * (p2x - qx)
+    det = detleft - detright
+    decided = False
+    if detleft > 0.0:
+        if detright <= 0.0:
+            decided = True
+        else:
+            detsum = detleft + detright
+    elif detleft < 0.0:
+        if detright >= 0.0:
+            decided = True
+        else:
+            detsum = -detleft - detright
+    else:
+        decided = True
+    if not decided:
+        errbound = _DP_SAFE_EPSILON * detsum
+        if det >= errbound or -det >= errbound:
+            decided = True
+    if decided:
+        if det > 0.0:
+            return 1
+        if det < 0.0:
+            return -1
+        return 0
+    dx1 = _dd_add(p2x, 0.0, -p1x, 0.0)
+    dy1 = _dd_add(p2y, 0.0, -p1y, 0.0)
+    dx2 = _dd_add(qx, 0.0, -p2x, 0.0)
+    dy2 = _dd_add(qy, 0.0, -p2y, 0.0)
+    a = _dd_mul(dx1[0], dx1[1], dy2[0], dy2[1])
+    b = _dd_mul(dy1[0], dy1[1], dx2[0], dx2[1])
+    d = _dd_add(a[0], a[1], -b[0], -b[1])
+    if d[0] > 0.0:
+        return 1
+    if d[0] < 0.0:
+        return -1
+    if d[1] > 0.0:
+        return 1
+    if d[1] < 0.0:
+        return -1
+    return 0
+
+
+# Point locations
+_EXTERIOR, _BOUNDARY, _INTERIOR = 0, 1, 2
+
+
+@njit(cache=True)
+def locate_point(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
+                 bucket_items, edges):
+    """GEOS ``RayCrossingCounter`` over the polygon's bucketed edges: exterior, boundary or interior."""
+    if px < bbox[p, 0] or px > bbox[p, 2] or py < bbox[p, 1] or py > bbox[p, 3]:
+        return _EXTERIOR
+    # In the bucketing frame the ray runs along +u through the point's v; swapping axes mirrors the plane,
+    # which the crossing parity does not notice.
+    if swap[p]:
+        pu, pv = py, px
+    else:
+        pu, pv = px, py
+    bucket = bucket_base[p] + _bucket_of(pv, bucket_lo[p], bucket_inv[p], bucket_count[p])
+    crossings = 0
+    for k in range(bucket_ptr[bucket], bucket_ptr[bucket + 1]):
+        e = bucket_items[k]
+        u1, v1, u2, v2 = edges[e, 0], edges[e, 1], edges[e, 2], edges[e, 3]
+        if u1 < pu and u2 < pu:
+            continue
+        if pu == u2 and pv == v2:
+            return _BOUNDARY
+        if v1 == pv and v2 == pv:
+            if min(u1, u2) <= pu <= max(u1, u2):
+                return _BOUNDARY
+            continue
+        if (v1 > pv and v2 <= pv) or (v2 > pv and v1 <= pv):
+            orient = orientation_index(u1, v1, u2, v2, pu, pv)
+            if orient == 0:
+                return _BOUNDARY
+            if v2 < v1:
+                orient = -orient
+            if orient == 1:
+                crossings += 1
+    return _INTERIOR if crossings % 2 == 1 else _EXTERIOR
+
+
+@njit(cache=True)
+def point_in_polygon(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
+                     bucket_items, edges):
+    """shapely ``contains``: strictly inside polygon ``p`` (holes excluded, boundary outside)."""
+    return locate_point(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
+                        bucket_items, edges) == _INTERIOR
+
+
+@njit(cache=True)
+def point_in_polygon_or_boundary(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
+                                 bucket_ptr, bucket_items, edges):
+    """shapely ``intersects`` of a point and polygon ``p``: inside or on the boundary."""
+    return locate_point(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
+                        bucket_items, edges) != _EXTERIOR
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Segments and convex quads (ego and object boxes)
+
+
+@njit(cache=True, inline="always")
+def _orient(ax, ay, bx, by, cx, cy):
+    return orientation_index(ax, ay, bx, by, cx, cy)
+
+
+@njit(cache=True, inline="always")
+def _on_segment(ax, ay, bx, by, px, py):
+    return min(ax, bx) <= px <= max(ax, bx) and min(ay, by) <= py <= max(ay, by)
+
+
+@njit(cache=True)
+def segments_intersect(ax, ay, bx, by, cx, cy, dx, dy):
+    """Closed segments AB and CD share a point (touching counts)."""
+    o1 = _orient(ax, ay, bx, by, cx, cy)
+    o2 = _orient(ax, ay, bx, by, dx, dy)
+    o3 = _orient(cx, cy, dx, dy, ax, ay)
+    o4 = _orient(cx, cy, dx, dy, bx, by)
+    if o1 != o2 and o3 != o4:
+        return True
+    if o1 == 0 and _on_segment(ax, ay, bx, by, cx, cy):
+        return True
+    if o2 == 0 and _on_segment(ax, ay, bx, by, dx, dy):
+        return True
+    if o3 == 0 and _on_segment(cx, cy, dx, dy, ax, ay):
+        return True
+    if o4 == 0 and _on_segment(cx, cy, dx, dy, bx, by):
+        return True
+    return False
+
+
+@njit(cache=True)
+def point_in_convex_quad(px, py, quad):
+    """Inside or on the boundary of a convex quad (either winding)."""
+    sign = 0
+    for i in range(4):
+        j = (i + 1) % 4
+        o = _orient(quad[i, 0], quad[i, 1], quad[j, 0], quad[j, 1], px, py)
+        if o != 0:
+            if sign == 0:
+                sign = o
+            elif o != sign:
+                return False
+    return True
+
+
+@njit(cache=True)
+def convex_quads_intersect(a, b):
+    """Separating-axis test for two convex quads; touching counts as intersecting (shapely ``intersects``)."""
+    for shape in range(2):
+        quad = a if shape == 0 else b
+        for i in range(4):
+            j = (i + 1) % 4
+            nx = quad[i, 1] - quad[j, 1]
+            ny = quad[j, 0] - quad[i, 0]
+            min_a = np.inf
+            max_a = -np.inf
+            min_b = np.inf
+            max_b = -np.inf
+            for k in range(4):
+                pa = nx * a[k, 0] + ny * a[k, 1]
+                pb = nx * b[k, 0] + ny * b[k, 1]
+                min_a = min(min_a, pa)
+                max_a = max(max_a, pa)
+                min_b = min(min_b, pb)
+                max_b = max(max_b, pb)
+            if max_a < min_b or max_b < min_a:
+                return False
+    return True
+
+
+@njit(cache=True)
+def segment_intersects_quad(ax, ay, bx, by, quad):
+    if point_in_convex_quad(ax, ay, quad) or point_in_convex_quad(bx, by, quad):
+        return True
+    for i in range(4):
+        j = (i + 1) % 4
+        if segments_intersect(ax, ay, bx, by, quad[i, 0], quad[i, 1], quad[j, 0], quad[j, 1]):
+            return True
+    return False
+
+
+@njit(cache=True)
+def quad_intersects_polygon(quad, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
+                            bucket_items, edges, edge_ptr):
+    """A convex quad and a general polygon ``p`` share a point."""
+    qminx = min(min(quad[0, 0], quad[1, 0]), min(quad[2, 0], quad[3, 0]))
+    qmaxx = max(max(quad[0, 0], quad[1, 0]), max(quad[2, 0], quad[3, 0]))
+    qminy = min(min(quad[0, 1], quad[1, 1]), min(quad[2, 1], quad[3, 1]))
+    qmaxy = max(max(quad[0, 1], quad[1, 1]), max(quad[2, 1], quad[3, 1]))
+    if qmaxx < bbox[p, 0] or qminx > bbox[p, 2] or qmaxy < bbox[p, 1] or qminy > bbox[p, 3]:
+        return False
+    for i in range(4):
+        if point_in_polygon_or_boundary(quad[i, 0], quad[i, 1], p, bbox, swap, bucket_lo, bucket_inv,
+                                        bucket_count, bucket_base, bucket_ptr, bucket_items, edges):
+            return True
+    for e in range(edge_ptr[p], edge_ptr[p + 1]):
+        if swap[p]:
+            x1, y1, x2, y2 = edges[e, 1], edges[e, 0], edges[e, 3], edges[e, 2]
+        else:
+            x1, y1, x2, y2 = edges[e, 0], edges[e, 1], edges[e, 2], edges[e, 3]
+        if point_in_convex_quad(x1, y1, quad):
+            return True
+        for i in range(4):
+            j = (i + 1) % 4
+            if segments_intersect(x1, y1, x2, y2, quad[i, 0], quad[i, 1], quad[j, 0], quad[j, 1]):
+                return True
+    return False
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Polylines (the PDM centerline)
+
+
+@njit(cache=True, inline="always")
+def point_segment_distance(px, py, ax, ay, bx, by):
+    """GEOS ``Distance::pointToSegment``."""
+    if ax == bx and ay == by:
+        return np.sqrt((px - ax) * (px - ax) + (py - ay) * (py - ay))
+    len2 = (bx - ax) * (bx - ax) + (by - ay) * (by - ay)
+    r = ((px - ax) * (bx - ax) + (py - ay) * (by - ay)) / len2
+    if r <= 0.0:
+        return np.sqrt((px - ax) * (px - ax) + (py - ay) * (py - ay))
+    if r >= 1.0:
+        return np.sqrt((px - bx) * (px - bx) + (py - by) * (py - by))
+    s = ((ay - py) * (bx - ax) - (ax - px) * (by - ay)) / len2
+    return abs(s) * np.sqrt(len2)
+
+
+@njit(cache=True)
+def project_onto_polyline(px, py, line):
+    """GEOS ``LengthIndexedLine.project``: arc length of the nearest point; first strictly nearest segment wins."""
+    best_distance = np.inf
+    best_measure = -1.0
+    start_measure = 0.0
+    for i in range(line.shape[0] - 1):
+        ax, ay, bx, by = line[i, 0], line[i, 1], line[i + 1, 0], line[i + 1, 1]
+        seg_len = np.sqrt((bx - ax) * (bx - ax) + (by - ay) * (by - ay))
+        distance = point_segment_distance(px, py, ax, ay, bx, by)
+        if px == ax and py == ay:
+            factor = 0.0
+        elif px == bx and py == by:
+            factor = 1.0
+        else:
+            # 0/0 for a zero-length segment gives NaN, which GEOS maps to the segment's end (= its start).
+            factor = ((px - ax) * (bx - ax) + (py - ay) * (by - ay)) / ((bx - ax) * (bx - ax) + (by - ay) * (by - ay))
+        if factor <= 0.0:
+            measure = start_measure
+        elif factor <= 1.0:
+            measure = start_measure + factor * seg_len
+        else:
+            measure = start_measure + seg_len
+        if distance < best_distance and measure > -1.0:
+            best_distance = distance
+            best_measure = measure
+        start_measure += seg_len
+    return best_measure
+
+
+@dataclass(frozen=True)
+class PolylineIndex:
+    """A polyline's segments bucketed along its longer axis, widened by ``radius``, for "within radius?" tests."""
+
+    line: np.ndarray  # (K, 2)
+    radius: float
+    swap: bool
+    lo: float
+    inv: float
+    count: int
+    ptr: np.ndarray
+    items: np.ndarray
+
+    @classmethod
+    def build(cls, line: np.ndarray, radius: float) -> "PolylineIndex":
+        line = np.ascontiguousarray(line[:, :2], dtype=np.float64)
+        span = line.max(axis=0) - line.min(axis=0)
+        swap = bool(span[0] > span[1])
+        axis = 0 if swap else 1
+        a, b = line[:-1, axis], line[1:, axis]
+        v_lo, v_hi = np.minimum(a, b) - radius, np.maximum(a, b) + radius
+        lo, hi = float(v_lo.min()), float(v_hi.max())
+        count = int(max(1, min(4096, len(line))))
+        inv, ptr, items = build_buckets(v_lo, v_hi, lo, hi, count)
+        return cls(line, float(radius), swap, lo, float(inv), count, ptr, items)
+
+    @property
+    def arrays(self) -> tuple:
+        return (self.line, self.radius, self.swap, self.lo, self.inv, self.count, self.ptr, self.items)
+
+
+@njit(cache=True)
+def farther_than(px, py, line, radius, swap, lo, inv, count, ptr, items):
+    """Distance from the point to the polyline > ``radius`` (exactly as comparing shapely's distance)."""
+    v = px if swap else py
+    if count == 0:
+        return True
+    raw = (v - lo) * inv
+    if raw < 0.0 or raw > count:
+        return True
+    b = _bucket_of(v, lo, inv, count)
+    for k in range(ptr[b], ptr[b + 1]):
+        i = items[k]
+        d = point_segment_distance(px, py, line[i, 0], line[i, 1], line[i + 1, 0], line[i + 1, 1])
+        if d <= radius:
+            return False
+    return True

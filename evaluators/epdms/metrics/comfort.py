@@ -1,0 +1,121 @@
+"""History comfort (HC) and two-frame extended comfort (EC), with NAVSIM's filter arithmetic.
+
+Signals are Savitzky-Golay filtered along time (scipy, ``mode='interp'``) and rounded to 8 decimals before the
+bounds are applied, exactly as ``pdm_comfort_metrics`` does; the sampling step is the mean of the time
+differences, and all states are treated as equally spaced even where the history skips a sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import savgol_filter
+
+from evaluators.epdms.config import ComfortBounds, ExtendedComfortThresholds
+from irlvla_bench.types import StateIndex
+
+
+def _savgol(values: np.ndarray, window: int, poly: int, deriv: int = 0, delta: float = 1.0) -> np.ndarray:
+    window = min(window, values.shape[-1])
+    if deriv == 0:
+        return savgol_filter(values, polyorder=poly, window_length=window, axis=-1)
+    return savgol_filter(values, polyorder=poly, window_length=window, deriv=deriv, delta=delta, axis=-1)
+
+
+def _acceleration(states: np.ndarray, coordinate: str, rear_axle_to_center: float, bounds: ComfortBounds):
+    if coordinate == "magnitude":
+        acc = np.hypot(states[..., StateIndex.ACCELERATION_X], states[..., StateIndex.ACCELERATION_Y])
+    elif coordinate == "x":
+        # Rigid-body shift of the rear-axle acceleration to the box centre, term by term as nuPlan adds them.
+        w = states[..., StateIndex.ANGULAR_VELOCITY]
+        alpha = states[..., StateIndex.ANGULAR_ACCELERATION]
+        acc = states[..., StateIndex.ACCELERATION_X] + rear_axle_to_center * w**2 + rear_axle_to_center * alpha
+    else:  # "y": the displacement has no lateral part
+        w = states[..., StateIndex.ANGULAR_VELOCITY]
+        alpha = states[..., StateIndex.ANGULAR_ACCELERATION]
+        acc = states[..., StateIndex.ACCELERATION_Y] + 0.0 * w**2 + 0.0 * alpha
+    acc = _savgol(acc, bounds.accel_window, bounds.poly_order)
+    return np.round(acc, bounds.decimals)
+
+
+def _time_step(time_s: np.ndarray) -> float:
+    return float(np.diff(time_s).mean())
+
+
+def _jerk(states, coordinate, time_s, rear_axle_to_center, bounds: ComfortBounds):
+    acc = _acceleration(states, coordinate, rear_axle_to_center, bounds)
+    jerk = _savgol(acc, bounds.jerk_window, bounds.poly_order, deriv=1, delta=_time_step(time_s))
+    return np.round(jerk, bounds.decimals)
+
+
+def _phase_unwrap(headings: np.ndarray) -> np.ndarray:
+    two_pi = 2.0 * np.pi
+    adjustments = np.zeros_like(headings)
+    adjustments[..., 1:] = np.cumsum(np.round(np.diff(headings, axis=-1) / two_pi), axis=-1)
+    return headings - two_pi * adjustments
+
+
+def _yaw_derivative(states, time_s, deriv: int, poly: int, bounds: ComfortBounds):
+    heading = _phase_unwrap(states[..., StateIndex.HEADING])
+    rate = _savgol(heading, bounds.yaw_window, poly, deriv=deriv, delta=_time_step(time_s))
+    return np.round(rate, bounds.decimals)
+
+
+def _within(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    return np.all((values > low) & (values < high), axis=-1)
+
+
+def comfort_flags(states: np.ndarray, time_s: np.ndarray, rear_axle_to_center: float,
+                  bounds: ComfortBounds) -> np.ndarray:
+    """(R, T, 11) states -> (R, 6) within-bound flags (lon accel, lat accel, jerk, lon jerk, yaw accel, yaw rate)."""
+    b = bounds
+    return np.stack(
+        [
+            _within(_acceleration(states, "x", rear_axle_to_center, b), b.min_lon_accel, b.max_lon_accel),
+            _within(_acceleration(states, "y", rear_axle_to_center, b), -b.max_abs_lat_accel, b.max_abs_lat_accel),
+            _within(_jerk(states, "magnitude", time_s, rear_axle_to_center, b), -b.max_abs_mag_jerk, b.max_abs_mag_jerk),
+            _within(_jerk(states, "x", time_s, rear_axle_to_center, b), -b.max_abs_lon_jerk, b.max_abs_lon_jerk),
+            _within(_yaw_derivative(states, time_s, 2, b.yaw_accel_poly_order, b), -b.max_abs_yaw_accel,
+                    b.max_abs_yaw_accel),
+            _within(_yaw_derivative(states, time_s, 1, b.poly_order, b), -b.max_abs_yaw_rate, b.max_abs_yaw_rate),
+        ],
+        axis=-1,
+    )
+
+
+def history_comfort(states: np.ndarray, history: np.ndarray | None, interval_s: float, rear_axle_to_center: float,
+                    bounds: ComfortBounds) -> np.ndarray:
+    """HC: comfort of [human past, simulated states]; 1 for every row when there is no past."""
+    if history is None:
+        return np.ones(states.shape[0])
+    padded = np.concatenate([np.broadcast_to(history, (states.shape[0],) + history.shape), states], axis=1)
+    time_s = np.arange(0, padded.shape[1]).astype(np.float64) * interval_s
+    return comfort_flags(padded, time_s, rear_axle_to_center, bounds).all(axis=-1).astype(np.float64)
+
+
+def _rms(values: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.mean(values**2, axis=1))
+
+
+def extended_comfort(current: np.ndarray, previous: np.ndarray, interval_s: float, overlap_offset: int,
+                     rear_axle_to_center: float, bounds: ComfortBounds,
+                     thresholds: ExtendedComfortThresholds) -> np.ndarray:
+    """EC of (R, 41, 11) current vs previous simulated states: current[:-k] against previous[k:]."""
+    now = current[:, :-overlap_offset]
+    before = previous[:, overlap_offset:]
+    time_s = np.arange(now.shape[1]) * interval_s
+    b = bounds
+    features = []
+    for states in (now, before):
+        features.append(
+            (
+                _acceleration(states, "magnitude", rear_axle_to_center, b),
+                _jerk(states, "magnitude", time_s, rear_axle_to_center, b),
+                _yaw_derivative(states, time_s, 1, b.poly_order, b),
+                _yaw_derivative(states, time_s, 2, b.poly_order, b),
+            )
+        )
+    limits = (thresholds.acceleration, thresholds.jerk, thresholds.yaw_rate, thresholds.yaw_accel)
+    ok = np.ones(current.shape[0], dtype=bool)
+    for a, p, limit in zip(features[0], features[1], limits):
+        ok &= _rms(a - p) <= limit
+    return ok.astype(np.float64)

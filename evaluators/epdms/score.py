@@ -1,0 +1,358 @@
+"""EPDMS of one frame: simulate, run the traffic step, compute every sub-metric, apply the human filter.
+
+One code path serves both modes:
+* ``submission``: each proposal is scored as its own NAVSIM submission (batch [PDM reference, proposal], its
+  own human-filter pass), exactly as ``navsim.evaluate.pdm_score`` does;
+* ``labelling``: all proposals of the scene in one batch, the reference and the human trajectory simulated
+  and scored once (when the traffic does not react to the ego) and shared.
+Every row is computed independently of the others, so both modes give identical numbers per proposal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from evaluators.epdms import simulation
+from evaluators.epdms.config import NAVSIM_V2, EPDMSConfig
+from evaluators.epdms.metrics.areas import drivable_area_compliance, driving_direction_compliance, ego_area_flags
+from evaluators.epdms.metrics.collisions import no_at_fault_collisions, time_to_collision
+from evaluators.epdms.metrics.comfort import history_comfort
+from evaluators.epdms.metrics.lane_keeping import lane_keeping
+from evaluators.epdms.metrics.progress import normalized_progress, raw_progress
+from evaluators.epdms.metrics.traffic_lights import traffic_light_compliance
+from evaluators.epdms.scene import PreparedScene, prepare_scene
+from evaluators.epdms.traffic import Observation, TrafficPolicy, get_policy
+from irlvla_bench.types import NUM_SCORING_FRAMES, StateIndex, ScoringCase
+
+MODES = ("submission", "labelling")
+
+MULTIPLICATIVE = (
+    "no_at_fault_collisions",
+    "drivable_area_compliance",
+    "driving_direction_compliance",
+    "traffic_light_compliance",
+)
+WEIGHTED = ("ego_progress", "time_to_collision_within_bound", "lane_keeping", "history_comfort")
+SUB_METRICS = MULTIPLICATIVE + WEIGHTED
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rows: metrics of simulated ego states against one observation each
+
+
+@dataclass(frozen=True)
+class RowMetrics:
+    """Unnormalised metrics of R simulated rows (EP is still raw progress in metres)."""
+
+    values: dict[str, np.ndarray]  # SUB_METRICS except ego_progress, each (R,)
+    progress_m: np.ndarray  # (R,)
+    flags: np.ndarray  # (R, 41, 4) ego-area flags
+    collision_step: np.ndarray  # (R,) first at-fault collision step, inf if none
+    ttc_step: np.ndarray  # (R,)
+
+    @property
+    def multiplicative(self) -> np.ndarray:
+        v = self.values
+        return (
+            v["no_at_fault_collisions"]
+            * v["drivable_area_compliance"]
+            * v["driving_direction_compliance"]
+            * v["traffic_light_compliance"]
+        )
+
+
+def ego_coordinates(states: np.ndarray, vehicle) -> np.ndarray:
+    """(R, T, 11) rear-axle states -> (R, T, 5, 2) corners FL, RL, RR, FR and centre, NAVSIM's arithmetic."""
+    heading = states[..., StateIndex.HEADING]
+    cos, sin = np.cos(heading), np.sin(heading)
+    center = states[..., :2] + np.stack([vehicle.rear_axle_to_center * cos, vehicle.rear_axle_to_center * sin], -1)
+    coords = np.empty(states.shape[:2] + (5, 2))
+    coords[..., 4, :] = center
+    half_pi = np.pi / 2.0
+    for index, (lon, lat) in enumerate(
+        ((vehicle.half_length, vehicle.half_width), (-vehicle.half_length, vehicle.half_width),
+         (-vehicle.half_length, -vehicle.half_width), (vehicle.half_length, -vehicle.half_width))
+    ):
+        coords[..., index, 0] = center[..., 0] + (lat * np.cos(heading + half_pi) + lon * cos)
+        coords[..., index, 1] = center[..., 1] + (lat * np.sin(heading + half_pi) + lon * sin)
+    return coords
+
+
+def evaluate_rows(scene: PreparedScene, states: np.ndarray, observation: Observation, obs_index: np.ndarray,
+                  *, with_history: bool, with_weighted: bool = True) -> RowMetrics:
+    cfg = scene.config
+    vehicle = scene.vehicle
+    coords = ego_coordinates(states, vehicle)
+    drivable = scene.drivable.arrays
+    flags = ego_area_flags(coords, scene.drivable_kinds, *drivable)
+    ego_radius = float(np.hypot(vehicle.half_length, vehicle.half_width))
+    obs = (observation.corners, observation.centers, observation.radius, observation.present)
+    nc, collision_step = no_at_fault_collisions(
+        states, coords, flags, obs_index, *obs, observation.is_agent, observation.first_stopped, ego_radius,
+        cfg.collision_stopped_speed, np.deg2rad(cfg.agent_behind_deg), cfg.static_collision_score,
+    )
+    red = scene.red_lights
+    values = {
+        "no_at_fault_collisions": nc,
+        "drivable_area_compliance": drivable_area_compliance(flags),
+        "driving_direction_compliance": driving_direction_compliance(coords, flags, cfg),
+        "traffic_light_compliance": traffic_light_compliance(coords, scene.red_active, *red.arrays, red.edge_ptr),
+    }
+    progress_m = raw_progress(coords, scene.centerline)
+    num_rows = states.shape[0]
+    ttc_step = np.full(num_rows, np.inf)
+    if with_weighted:
+        offsets = np.asarray(cfg.ttc_offsets, dtype=np.int64)
+        last_step = cfg.num_poses - int(offsets.max())
+        values["time_to_collision_within_bound"], ttc_step = time_to_collision(
+            states, coords, flags, obs_index, *obs, offsets, cfg.interval_s, last_step, ego_radius,
+            cfg.ttc_stopped_speed, np.deg2rad(cfg.agent_ahead_deg), np.deg2rad(cfg.agent_behind_deg),
+            scene.drivable_kinds, *drivable,
+        )
+        values["lane_keeping"] = lane_keeping(coords, flags, cfg.lane_keeping_steps, *scene.centerline_index.arrays)
+        values["history_comfort"] = history_comfort(
+            states, scene.history if with_history else None, cfg.interval_s, vehicle.rear_axle_to_center, cfg.comfort
+        )
+    return RowMetrics(values=values, progress_m=progress_m, flags=flags, collision_step=collision_step,
+                      ttc_step=ttc_step)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Simulation of ego-frame trajectories
+
+
+def simulate_trajectories(scene: PreparedScene, poses_ego: np.ndarray) -> np.ndarray:
+    """(N, 8, 3) ego-frame poses -> (N, 41, 11) simulated states."""
+    case = scene.case
+    global_poses = simulation.proposal_poses_to_global(case.ego.rear_axle, poses_ego)
+    reference = simulation.sample_poses_10hz(case.ego.rear_axle, case.time_us, global_poses)
+    return simulation.simulate(scene.initial_state, reference, _tracker_config(scene))
+
+
+def simulate_reference(scene: PreparedScene) -> np.ndarray:
+    """(1, 41, 11) simulated PDM-Closed reference."""
+    case = scene.case
+    reference = simulation.sample_reference_10hz(case.pdm_reference, case.pdm_reference_interval_s, case.time_us)
+    return simulation.simulate(scene.initial_state, reference[None], _tracker_config(scene))
+
+
+def _tracker_config(scene: PreparedScene) -> simulation.TrackerConfig:
+    return simulation.TrackerConfig()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One frame
+
+
+@dataclass(frozen=True)
+class FrameScores:
+    """Scores of N proposals of one frame, plus what the group aggregation and the diagnostics need."""
+
+    case: ScoringCase
+    proposal_index: np.ndarray  # (N,) indices into case.proposals
+    metrics: dict[str, np.ndarray]  # SUB_METRICS after the human filter
+    unfiltered: dict[str, np.ndarray]
+    multiplicative: np.ndarray  # product after the filter
+    pdm_score: np.ndarray  # NAVSIM's own pdm_score, computed before the filter (stale)
+    weighted_part: np.ndarray  # (5EP + 5TTC + 2LK + 2HC) / 14 after the filter
+    score_single_frame: np.ndarray
+    simulated_states: np.ndarray  # (N, 41, 11)
+    endpoints: np.ndarray  # (N, 2) the agent's last pose (un-simulated) in the global frame
+    progress_m: np.ndarray
+    reference_progress_m: np.ndarray
+    reference_multiplicative: np.ndarray
+    reference_metrics: dict[str, np.ndarray]
+    normalizer_m: np.ndarray
+    flags: np.ndarray  # (N, 41, 4)
+    collision_step: np.ndarray
+    ttc_step: np.ndarray
+    human: dict[str, np.ndarray] | None  # the human trajectory's own metrics, per proposal row
+    human_states: np.ndarray | None  # (41, 11)
+    overrides: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.proposal_index)
+
+
+def _weighted_part(metrics: dict[str, np.ndarray], cfg: EPDMSConfig) -> np.ndarray:
+    weights = np.asarray(cfg.single_frame_weights)
+    stacked = np.stack([metrics[name] for name in WEIGHTED])  # (4, N)
+    return (stacked * weights[:, None]).sum(axis=0) / weights.sum()
+
+
+def _score_batch(scene: PreparedScene, proposal_index: np.ndarray, policy: TrafficPolicy,
+                 reference_states: np.ndarray | None, human_cache: dict) -> FrameScores:
+    case, cfg = scene.case, scene.config
+    poses = case.proposals.poses[proposal_index]
+    num = len(proposal_index)
+    states = simulate_trajectories(scene, poses)
+    if reference_states is None:
+        reference_states = simulate_reference(scene)
+
+    observation = policy.observe(scene, states)
+    shared = observation.batch == 1
+    own_index = np.zeros(num, dtype=np.int64) if shared else np.arange(num, dtype=np.int64)
+    rows = evaluate_rows(scene, states, observation, own_index, with_history=True)
+    # The reference is scored against the traffic that reacted to each proposal (once when shared).
+    ref_rows = reference_states if shared else np.repeat(reference_states, num, axis=0)
+    ref_index = np.zeros(len(ref_rows), dtype=np.int64) if shared else np.arange(num, dtype=np.int64)
+    ref = evaluate_rows(scene, ref_rows, observation, ref_index, with_history=False, with_weighted=False)
+    ref_progress = np.broadcast_to(ref.progress_m, (num,))
+    ref_multiplicative = np.broadcast_to(ref.multiplicative, (num,))
+
+    multiplicative = rows.multiplicative
+    normalizer = np.maximum(ref_progress * ref_multiplicative, rows.progress_m * multiplicative)
+    unfiltered = dict(rows.values)
+    unfiltered["ego_progress"] = normalized_progress(rows.progress_m, normalizer, cfg.progress_distance_threshold_m)
+    pdm_score = multiplicative * _weighted_part(unfiltered, cfg)
+
+    metrics = {name: unfiltered[name].copy() for name in SUB_METRICS}
+    human = human_states = None
+    overrides: list[list[str]] = [[] for _ in range(num)]
+    if cfg.human_penalty_filter and case.is_original:
+        human, human_states = _human_metrics(scene, policy, human_cache)
+        for name in SUB_METRICS:
+            if human[name] == 0.0:
+                # Recorded only where the override changes the value, as NAVSIM's result rows show it.
+                for row, before in zip(overrides, metrics[name]):
+                    if before != 1.0:
+                        row.append(name)
+                metrics[name] = np.ones(num)
+        multiplicative = (
+            metrics["no_at_fault_collisions"]
+            * metrics["drivable_area_compliance"]
+            * metrics["driving_direction_compliance"]
+            * metrics["traffic_light_compliance"]
+        )
+    weighted_part = _weighted_part(metrics, cfg)
+
+    end_local = poses[:, -1]
+    ego = case.ego.rear_axle
+    c, s = np.cos(ego[2]), np.sin(ego[2])
+    endpoints = np.stack([ego[0] + c * end_local[:, 0] - s * end_local[:, 1],
+                          ego[1] + s * end_local[:, 0] + c * end_local[:, 1]], axis=-1)
+    return FrameScores(
+        case=case,
+        proposal_index=np.asarray(proposal_index),
+        metrics=metrics,
+        unfiltered=unfiltered,
+        multiplicative=multiplicative,
+        pdm_score=pdm_score,
+        weighted_part=weighted_part,
+        score_single_frame=multiplicative * weighted_part,
+        simulated_states=states,
+        endpoints=endpoints,
+        progress_m=rows.progress_m,
+        reference_progress_m=np.array(ref_progress),
+        reference_multiplicative=np.array(ref_multiplicative),
+        reference_metrics={k: np.broadcast_to(v, (num,)).copy() for k, v in ref.values.items()},
+        normalizer_m=normalizer,
+        flags=rows.flags,
+        collision_step=rows.collision_step,
+        ttc_step=rows.ttc_step,
+        human={k: np.full(num, v) for k, v in human.items()} if human is not None else None,
+        human_states=human_states,
+        overrides=overrides,
+    )
+
+
+def _human_metrics(scene: PreparedScene, policy: TrafficPolicy, cache: dict):
+    """The logged human trajectory simulated and scored alone (no reference, no past), once per scene."""
+    if "human" not in cache:
+        states = simulate_trajectories(scene, scene.case.human_future[None])
+        observation = policy.observe(scene, states)
+        rows = evaluate_rows(scene, states, observation, np.zeros(1, dtype=np.int64), with_history=False)
+        values = {k: float(v[0]) for k, v in rows.values.items()}
+        normalizer = rows.progress_m * rows.multiplicative
+        values["ego_progress"] = float(
+            normalized_progress(rows.progress_m, normalizer, scene.config.progress_distance_threshold_m)[0]
+        )
+        cache["human"] = (values, states[0])
+    return cache["human"]
+
+
+def _concat(parts: list[FrameScores]) -> FrameScores:
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+
+    def cat(name):
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    def cat_dict(name):
+        if getattr(first, name) is None:
+            return None
+        return {k: np.concatenate([getattr(p, name)[k] for p in parts]) for k in getattr(first, name)}
+
+    array_fields = ("proposal_index", "multiplicative", "pdm_score", "weighted_part", "score_single_frame",
+                    "simulated_states", "endpoints", "progress_m", "reference_progress_m",
+                    "reference_multiplicative", "normalizer_m", "flags", "collision_step", "ttc_step")
+    return FrameScores(
+        case=first.case,
+        **{name: cat(name) for name in array_fields},
+        metrics=cat_dict("metrics"),
+        unfiltered=cat_dict("unfiltered"),
+        reference_metrics=cat_dict("reference_metrics"),
+        human=cat_dict("human"),
+        human_states=first.human_states,
+        overrides=[row for p in parts for row in p.overrides],
+    )
+
+
+def score_frame(case: ScoringCase, *, traffic: str | TrafficPolicy = "log_replay", mode: str = "submission",
+                config: EPDMSConfig = NAVSIM_V2, scene: PreparedScene | None = None) -> FrameScores:
+    """Score every proposal of ``case``; see the module docstring for the two modes."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    policy = get_policy(traffic) if isinstance(traffic, str) else traffic
+    scene = scene if scene is not None and scene.case is case else prepare_scene(case, config)
+    num = len(case.proposals)
+    if mode == "labelling":
+        return _score_batch(scene, np.arange(num), policy, None, {})
+    return _concat([_score_batch(scene, np.array([i]), policy, None, {}) for i in range(num)])
+
+
+def frame_table(scores: FrameScores, *, diagnostics: bool = False) -> pd.DataFrame:
+    """One row per proposal with NAVSIM's column names."""
+    case, cfg = scores.case, NAVSIM_V2
+    ids = [case.proposals.ids[i] for i in scores.proposal_index]
+    table = pd.DataFrame({"token": case.token, "proposal_id": ids, "proposal_index": scores.proposal_index})
+    for name in SUB_METRICS:
+        table[name] = scores.metrics[name]
+    table["multiplicative_metrics_prod"] = scores.multiplicative
+    table["weighted_metrics"] = [
+        np.array([scores.metrics[n][i] for n in WEIGHTED] + [0.0]) for i in range(len(scores))
+    ]
+    table["weighted_metrics_array"] = [np.asarray(cfg.weighted_metrics_array) for _ in range(len(scores))]
+    table["pdm_score"] = scores.pdm_score
+    table["weighted_part_single_frame"] = scores.weighted_part
+    table["score_single_frame"] = scores.score_single_frame
+    table["frame_type"] = case.scene_type
+    table["start_time"] = case.time_us * 1e-6
+    table["endpoint_x"] = scores.endpoints[:, 0]
+    table["endpoint_y"] = scores.endpoints[:, 1]
+    table["start_point_x"] = case.ego.rear_axle[0]
+    table["start_point_y"] = case.ego.rear_axle[1]
+    table["ego_simulated_states"] = list(scores.simulated_states)
+    if diagnostics:
+        for name in SUB_METRICS:
+            table[f"unfiltered_{name}"] = scores.unfiltered[name]
+        table["progress_raw_m"] = scores.progress_m
+        table["reference_progress_raw_m"] = scores.reference_progress_m
+        table["progress_normalizer_m"] = scores.normalizer_m
+        table["collision_time_s"] = scores.collision_step * cfg.interval_s
+        table["ttc_time_s"] = scores.ttc_step * cfg.interval_s
+        table["human_filter_overrides"] = scores.overrides
+    return table
+
+
+def score_case(case: ScoringCase, *, traffic: str | TrafficPolicy = "log_replay", mode: str = "submission",
+               config: EPDMSConfig = NAVSIM_V2, diagnostics: bool = False) -> pd.DataFrame:
+    """Score a case's proposals and return the per-proposal table (NAVSIM column names)."""
+    return frame_table(score_frame(case, traffic=traffic, mode=mode, config=config), diagnostics=diagnostics)
+
+
+assert NUM_SCORING_FRAMES == NAVSIM_V2.num_poses + 1
