@@ -240,7 +240,7 @@ def orientation_index(p1x, p1y, p2x, p2y, qx, qy):
 _EXTERIOR, _BOUNDARY, _INTERIOR = 0, 1, 2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def locate_point(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
                  bucket_items, edges):
     """GEOS ``RayCrossingCounter`` over the polygon's bucketed edges: exterior, boundary or interior."""
@@ -276,7 +276,7 @@ def locate_point(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, buc
     return _INTERIOR if crossings % 2 == 1 else _EXTERIOR
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def point_in_polygon(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
                      bucket_items, edges):
     """shapely ``contains``: strictly inside polygon ``p`` (holes excluded, boundary outside)."""
@@ -284,7 +284,7 @@ def point_in_polygon(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count,
                         bucket_items, edges) == _INTERIOR
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def point_in_polygon_or_boundary(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
                                  bucket_ptr, bucket_items, edges):
     """shapely ``intersects`` of a point and polygon ``p``: inside or on the boundary."""
@@ -306,7 +306,7 @@ def _on_segment(ax, ay, bx, by, px, py):
     return min(ax, bx) <= px <= max(ax, bx) and min(ay, by) <= py <= max(ay, by)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def segments_intersect(ax, ay, bx, by, cx, cy, dx, dy):
     """Closed segments AB and CD share a point (touching counts)."""
     o1 = _orient(ax, ay, bx, by, cx, cy)
@@ -326,7 +326,7 @@ def segments_intersect(ax, ay, bx, by, cx, cy, dx, dy):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def point_in_convex_quad(px, py, quad):
     """Inside or on the boundary of a convex quad (either winding)."""
     sign = 0
@@ -501,3 +501,79 @@ def farther_than(px, py, line, radius, swap, lo, inv, count, ptr, items):
         if d <= radius:
             return False
     return True
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cell states: most points of a scene are far from every polygon boundary, so a uniform grid records per
+# polygon and cell "outside", "inside" or "near the boundary"; only the last needs the exact ray test.
+
+CELL_OUTSIDE, CELL_INSIDE, CELL_BOUNDARY = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    origin: np.ndarray  # (2,)
+    cell: float
+    shape: tuple[int, int]  # (nx, ny)
+    states: np.ndarray  # (P, nx, ny) int8
+
+    @property
+    def arrays(self) -> tuple:
+        return (self.origin, self.cell, self.states)
+
+    @classmethod
+    def build(cls, polygons: PolygonSet, cell: float = 1.0, max_cells: int = 4_000_000) -> "CellGrid":
+        num = len(polygons)
+        if num == 0:
+            return cls(np.zeros(2), cell, (1, 1), np.zeros((0, 1, 1), dtype=np.int8))
+        lo = polygons.bbox[:, :2].min(axis=0) - cell
+        hi = polygons.bbox[:, 2:].max(axis=0) + cell
+        while np.prod(np.ceil((hi - lo) / cell)) * num > max_cells:
+            cell *= 2.0
+        nx, ny = (int(v) for v in np.ceil((hi - lo) / cell))
+        states = np.zeros((num, nx, ny), dtype=np.int8)
+        _fill_cell_states(states, lo, cell, *polygons.arrays, polygons.edge_ptr)
+        return cls(lo, float(cell), (nx, ny), states)
+
+
+@njit(cache=True)
+def _fill_cell_states(states, origin, cell, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
+                      bucket_ptr, bucket_items, edges, edge_ptr):
+    nx, ny = states.shape[1], states.shape[2]
+    margin = 1e-6 * cell
+    for p in range(states.shape[0]):
+        for e in range(edge_ptr[p], edge_ptr[p + 1]):
+            if swap[p]:
+                x1, y1, x2, y2 = edges[e, 1], edges[e, 0], edges[e, 3], edges[e, 2]
+            else:
+                x1, y1, x2, y2 = edges[e, 0], edges[e, 1], edges[e, 2], edges[e, 3]
+            i0 = max(0, int(np.floor((min(x1, x2) - margin - origin[0]) / cell)))
+            i1 = min(nx - 1, int(np.floor((max(x1, x2) + margin - origin[0]) / cell)))
+            j0 = max(0, int(np.floor((min(y1, y2) - margin - origin[1]) / cell)))
+            j1 = min(ny - 1, int(np.floor((max(y1, y2) + margin - origin[1]) / cell)))
+            for i in range(i0, i1 + 1):
+                for j in range(j0, j1 + 1):
+                    states[p, i, j] = CELL_BOUNDARY
+        i0 = max(0, int(np.floor((bbox[p, 0] - origin[0]) / cell)))
+        i1 = min(nx - 1, int(np.floor((bbox[p, 2] - origin[0]) / cell)))
+        j0 = max(0, int(np.floor((bbox[p, 1] - origin[1]) / cell)))
+        j1 = min(ny - 1, int(np.floor((bbox[p, 3] - origin[1]) / cell)))
+        for i in range(i0, i1 + 1):
+            for j in range(j0, j1 + 1):
+                if states[p, i, j] == CELL_BOUNDARY:
+                    continue
+                cx = origin[0] + (i + 0.5) * cell
+                cy = origin[1] + (j + 0.5) * cell
+                if locate_point(cx, cy, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
+                                bucket_items, edges) == _INTERIOR:
+                    states[p, i, j] = CELL_INSIDE
+
+
+@njit(cache=True, inline="always")
+def cell_of(px, py, origin, cell, states):
+    """(i, j) of the point's cell, or (-1, -1) outside the grid (then outside every polygon)."""
+    i = int(np.floor((px - origin[0]) / cell))
+    j = int(np.floor((py - origin[1]) / cell))
+    if i < 0 or j < 0 or i >= states.shape[1] or j >= states.shape[2]:
+        return -1, -1
+    return i, j

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluators.epdms.config import EPDMSConfig
-from evaluators.epdms.geometry import PolygonSet, PolylineIndex
+from evaluators.epdms.geometry import CellGrid, PolygonSet, PolylineIndex
 from evaluators.epdms.history import history_states
 from irlvla_bench.types import NUM_SCORING_FRAMES, MapLayer, ScoringCase, VehicleParameters
 
@@ -42,6 +42,7 @@ class PreparedScene:
     config: EPDMSConfig
     vehicle: VehicleParameters
     drivable: PolygonSet
+    drivable_grid: CellGrid
     drivable_kinds: np.ndarray  # (P,) int64 bit flags
     drivable_ids: tuple[str, ...]
     red_lights: PolygonSet  # on-route lane connectors that are red in some frame
@@ -88,11 +89,13 @@ def prepare_scene(case: ScoringCase, config: EPDMSConfig) -> PreparedScene:
 
     centerline = np.ascontiguousarray(case.centerline[:, :2])
     history = history_states(case.human_past) if case.human_past else None
+    drivable = PolygonSet.build(polygons)
     return PreparedScene(
         case=case,
         config=config,
         vehicle=case.vehicle,
-        drivable=PolygonSet.build(polygons),
+        drivable=drivable,
+        drivable_grid=CellGrid.build(drivable),
         drivable_kinds=np.asarray(kinds, dtype=np.int64),
         drivable_ids=tuple(ids),
         red_lights=PolygonSet.build([(connectors[r].polygon, ()) for r in red_ids]),

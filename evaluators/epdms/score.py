@@ -87,7 +87,7 @@ def evaluate_rows(scene: PreparedScene, states: np.ndarray, observation: Observa
     vehicle = scene.vehicle
     coords = ego_coordinates(states, vehicle)
     drivable = scene.drivable.arrays
-    flags = ego_area_flags(coords, scene.drivable_kinds, *drivable)
+    flags = ego_area_flags(coords, scene.drivable_kinds, *scene.drivable_grid.arrays, *drivable)
     ego_radius = float(np.hypot(vehicle.half_length, vehicle.half_width))
     obs = (observation.corners, observation.centers, observation.radius, observation.present)
     nc, collision_step = no_at_fault_collisions(
@@ -183,23 +183,32 @@ def _weighted_part(metrics: dict[str, np.ndarray], cfg: EPDMSConfig) -> np.ndarr
     return (stacked * weights[:, None]).sum(axis=0) / weights.sum()
 
 
-def _score_batch(scene: PreparedScene, proposal_index: np.ndarray, policy: TrafficPolicy,
-                 reference_states: np.ndarray | None, human_cache: dict) -> FrameScores:
+def _score_batch(scene: PreparedScene, proposal_index: np.ndarray, policy: TrafficPolicy, cache: dict) -> FrameScores:
+    """Score proposals as one NAVSIM batch each; ``cache`` holds the scene's proposal-independent results
+    (simulated reference, its metrics under shared traffic, the human filter pass), identical for every
+    proposal, so computing them once changes no number."""
     case, cfg = scene.case, scene.config
     poses = case.proposals.poses[proposal_index]
     num = len(proposal_index)
     states = simulate_trajectories(scene, poses)
-    if reference_states is None:
-        reference_states = simulate_reference(scene)
+    if "reference_states" not in cache:
+        cache["reference_states"] = simulate_reference(scene)
+    reference_states = cache["reference_states"]
 
     observation = policy.observe(scene, states)
     shared = observation.batch == 1
     own_index = np.zeros(num, dtype=np.int64) if shared else np.arange(num, dtype=np.int64)
     rows = evaluate_rows(scene, states, observation, own_index, with_history=True)
-    # The reference is scored against the traffic that reacted to each proposal (once when shared).
-    ref_rows = reference_states if shared else np.repeat(reference_states, num, axis=0)
-    ref_index = np.zeros(len(ref_rows), dtype=np.int64) if shared else np.arange(num, dtype=np.int64)
-    ref = evaluate_rows(scene, ref_rows, observation, ref_index, with_history=False, with_weighted=False)
+    # The reference is scored against the traffic that reacted to each proposal; when the traffic ignores
+    # the ego that is one and the same evaluation for every proposal of the scene.
+    if shared and "reference_rows" in cache:
+        ref = cache["reference_rows"]
+    else:
+        ref_rows = reference_states if shared else np.repeat(reference_states, num, axis=0)
+        ref_index = np.zeros(len(ref_rows), dtype=np.int64) if shared else np.arange(num, dtype=np.int64)
+        ref = evaluate_rows(scene, ref_rows, observation, ref_index, with_history=False, with_weighted=False)
+        if shared:
+            cache["reference_rows"] = ref
     ref_progress = np.broadcast_to(ref.progress_m, (num,))
     ref_multiplicative = np.broadcast_to(ref.multiplicative, (num,))
 
@@ -213,7 +222,7 @@ def _score_batch(scene: PreparedScene, proposal_index: np.ndarray, policy: Traff
     human = human_states = None
     overrides: list[list[str]] = [[] for _ in range(num)]
     if cfg.human_penalty_filter and case.is_original:
-        human, human_states = _human_metrics(scene, policy, human_cache)
+        human, human_states = _human_metrics(scene, policy, cache)
         for name in SUB_METRICS:
             if human[name] == 0.0:
                 # Recorded only where the override changes the value, as NAVSIM's result rows show it.
@@ -262,6 +271,7 @@ def _score_batch(scene: PreparedScene, proposal_index: np.ndarray, policy: Traff
 def _human_metrics(scene: PreparedScene, policy: TrafficPolicy, cache: dict):
     """The logged human trajectory simulated and scored alone (no reference, no past), once per scene."""
     if "human" not in cache:
+        # Reactive traffic reacts to the human's own rollout here, as NAVSIM re-simulates it for the filter.
         states = simulate_trajectories(scene, scene.case.human_future[None])
         observation = policy.observe(scene, states)
         rows = evaluate_rows(scene, states, observation, np.zeros(1, dtype=np.int64), with_history=False)
@@ -310,9 +320,10 @@ def score_frame(case: ScoringCase, *, traffic: str | TrafficPolicy = "log_replay
     policy = get_policy(traffic) if isinstance(traffic, str) else traffic
     scene = scene if scene is not None and scene.case is case else prepare_scene(case, config)
     num = len(case.proposals)
+    cache: dict = {}
     if mode == "labelling":
-        return _score_batch(scene, np.arange(num), policy, None, {})
-    return _concat([_score_batch(scene, np.array([i]), policy, None, {}) for i in range(num)])
+        return _score_batch(scene, np.arange(num), policy, cache)
+    return _concat([_score_batch(scene, np.array([i]), policy, cache) for i in range(num)])
 
 
 def frame_table(scores: FrameScores, *, diagnostics: bool = False) -> pd.DataFrame:

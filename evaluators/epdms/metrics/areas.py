@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from evaluators.epdms.geometry import point_in_polygon
+from evaluators.epdms.geometry import CELL_BOUNDARY, CELL_INSIDE, cell_of, point_in_polygon
 from evaluators.epdms.scene import KIND_DRIVABLE, KIND_INTERSECTION, KIND_LANE, KIND_ON_ROUTE
 
 # Column order of the flags array.
@@ -21,14 +21,17 @@ CENTER = 4  # index of the centre in the (FL, RL, RR, FR, centre) coordinate arr
 
 
 @njit(cache=True)
-def ego_area_flags(coords, kinds, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
-                   bucket_items, edges):
+def ego_area_flags(coords, kinds, origin, cell, states, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
+                   bucket_ptr, bucket_items, edges):
     """(R, T, 5, 2) ego coordinates -> (R, T, 4) bool flags (see module docstring)."""
     num_rows, num_steps = coords.shape[0], coords.shape[1]
     flags = np.zeros((num_rows, num_steps, 4), dtype=np.bool_)
     num_polygons = kinds.shape[0]
+    cells = np.empty((5, 2), dtype=np.int64)
     for r in range(num_rows):
         for t in range(num_steps):
+            for c in range(5):
+                cells[c, 0], cells[c, 1] = cell_of(coords[r, t, c, 0], coords[r, t, c, 1], origin, cell, states)
             corner_drivable = np.zeros(4, dtype=np.bool_)
             lanes_touched = 0
             lane_holds_all = False
@@ -41,8 +44,14 @@ def ego_area_flags(coords, kinds, bbox, swap, bucket_lo, bucket_inv, bucket_coun
                 if needs_corners:
                     inside = 0
                     for c in range(4):
-                        if point_in_polygon(coords[r, t, c, 0], coords[r, t, c, 1], p, bbox, swap, bucket_lo,
-                                            bucket_inv, bucket_count, bucket_base, bucket_ptr, bucket_items, edges):
+                        if cells[c, 0] < 0:
+                            continue
+                        # The grid answers for cells away from the boundary; only the rest need the ray test
+                        # (checked here, not in a callee: numba calls with a dozen array arguments are costly).
+                        state = states[p, cells[c, 0], cells[c, 1]]
+                        if state == CELL_INSIDE or (state == CELL_BOUNDARY and point_in_polygon(
+                                coords[r, t, c, 0], coords[r, t, c, 1], p, bbox, swap, bucket_lo, bucket_inv,
+                                bucket_count, bucket_base, bucket_ptr, bucket_items, edges)):
                             inside += 1
                             if kind & KIND_DRIVABLE:
                                 corner_drivable[c] = True
@@ -52,9 +61,10 @@ def ego_area_flags(coords, kinds, bbox, swap, bucket_lo, bucket_inv, bucket_coun
                         if inside == 4:
                             lane_holds_all = True
                 if needs_center and not (center_on_route and center_in_intersection):
-                    if point_in_polygon(coords[r, t, CENTER, 0], coords[r, t, CENTER, 1], p, bbox, swap,
-                                        bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr, bucket_items,
-                                        edges):
+                    state = states[p, cells[CENTER, 0], cells[CENTER, 1]] if cells[CENTER, 0] >= 0 else 0
+                    if state == CELL_INSIDE or (state == CELL_BOUNDARY and point_in_polygon(
+                            coords[r, t, CENTER, 0], coords[r, t, CENTER, 1], p, bbox, swap, bucket_lo, bucket_inv,
+                            bucket_count, bucket_base, bucket_ptr, bucket_items, edges)):
                         if kind & KIND_ON_ROUTE:
                             center_on_route = True
                         if kind & KIND_INTERSECTION:

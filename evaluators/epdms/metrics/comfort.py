@@ -7,6 +7,8 @@ differences, and all states are treated as equally spaced even where the history
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.signal import savgol_filter
 
@@ -14,11 +16,19 @@ from evaluators.epdms.config import ComfortBounds, ExtendedComfortThresholds
 from irlvla_bench.types import StateIndex
 
 
+@lru_cache(maxsize=64)
+def _savgol_operator(length: int, window: int, poly: int, deriv: int, delta: float) -> np.ndarray:
+    """scipy's Savitzky-Golay filter (mode 'interp') as the (T, T) matrix it is: y = x @ M.
+
+    Filtering thousands of rows through one matrix product is far cheaper than scipy's per-call edge fits;
+    the results agree to ~1e-15, far below the 8-decimal rounding NAVSIM applies next.
+    """
+    return savgol_filter(np.eye(length), polyorder=poly, window_length=window, deriv=deriv, delta=delta, axis=-1)
+
+
 def _savgol(values: np.ndarray, window: int, poly: int, deriv: int = 0, delta: float = 1.0) -> np.ndarray:
     window = min(window, values.shape[-1])
-    if deriv == 0:
-        return savgol_filter(values, polyorder=poly, window_length=window, axis=-1)
-    return savgol_filter(values, polyorder=poly, window_length=window, deriv=deriv, delta=delta, axis=-1)
+    return values @ _savgol_operator(values.shape[-1], window, poly, deriv, float(delta))
 
 
 def _acceleration(states: np.ndarray, coordinate: str, rear_axle_to_center: float, bounds: ComfortBounds):
