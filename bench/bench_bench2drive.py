@@ -23,12 +23,14 @@ import gzip
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,16 +63,25 @@ def _msg(v: float) -> str:
     return f"Average speed is {v}% of the surrounding traffic's one"
 
 
-def build_synthetic_set(routes_xml: Path, out: Path, seed: int = 220) -> dict[str, Path]:
-    """A 220-route result set shaped like a real run; returns the paths score_results needs."""
+def build_synthetic_set(routes_xml: Path, out: Path, seed: int = 220,
+                        xodr_template: str | None = None) -> dict[str, Path]:
+    """A 220-route result set shaped like a real run, laid out like a golden set (``out/inputs/...``).
+
+    With ``xodr_template`` (a fake-map OpenDRIVE file of a golden set) it also writes fake town maps whose
+    junction discs agree with the junction table, so the official ability tool can run on the set.
+    """
     import numpy as np
 
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     routes = load_routes(routes_xml)
-    eval_dir, metric_dir = out / "eval_json", out / "metric"
+    inputs = out / "inputs"
+    eval_dir, metric_dir = inputs / "eval_json", inputs / "metric"
     eval_dir.mkdir(parents=True)
     metric_dir.mkdir()
+    shutil.copyfile(routes_xml, inputs / "routes.xml")
+    keypoints = _keypoints(routes_xml)
+    discs: dict[str, list[list[float]]] = {}
     tasks: list[list[dict]] = [[] for _ in range(8)]
     junctions = {}
     for n, route in enumerate(routes):
@@ -112,15 +123,34 @@ def build_synthetic_set(routes_xml: Path, out: Path, seed: int = 220) -> dict[st
         (metric_dir / save_name).mkdir()
         (metric_dir / save_name / "metric_info.json").write_text(json.dumps(log))
         if route.scenario_type in TS_TYPES:
-            nwp = max(route.num_keypoints - 1, 12)
-            junctions[f"RouteScenario_{route.route_id}"] = {"num_waypoints": nwp,
-                                                            "first_junction_count": rng.randint(1, nwp - 8)}
+            # The fake-map contract: one trace waypoint per XML keypoint pair, the first junction at `count`.
+            kps = keypoints[route.route_id]
+            nwp = len(kps) - 1
+            count = rng.randint(1, max(1, nwp - 8))
+            cx, cy = kps[count - 1]
+            discs.setdefault(route.town, []).append([cx, cy, 0.01])
+            junctions[f"RouteScenario_{route.route_id}"] = {"num_waypoints": nwp, "first_junction_count": count}
     for k, recs in enumerate(tasks):
         data = {"_checkpoint": {"global_record": {}, "progress": [len(recs), len(recs)], "records": recs},
                 "entry_status": "Finished", "eligible": True, "sensors": [], "values": [], "labels": []}
         (eval_dir / f"eval_bench2drive220_{k}.json").write_text(json.dumps(data, indent=4))
-    (out / "junction_table.json").write_text(json.dumps(junctions))
-    return {"eval": eval_dir, "routes": routes_xml, "junctions": out / "junction_table.json", "metric": metric_dir}
+    (inputs / "junction_table.json").write_text(json.dumps(junctions))
+    if xodr_template is not None:
+        maps = inputs / "carla_root" / "CarlaUE4" / "Content" / "Carla" / "Maps" / "OpenDrive"
+        maps.mkdir(parents=True)
+        for town in {r.town for r in routes}:
+            text = re.sub(r'name="[^"]*"', f'name="{town}"', xodr_template, count=1)
+            text = re.sub(r'(code="b2d_oracle_junctions" value=")[^"]*"',
+                          lambda m: m.group(1) + json.dumps(discs.get(town, [])) + '"', text)
+            (maps / f"{town}.xodr").write_text(text)
+    return {"eval": eval_dir, "routes": inputs / "routes.xml", "junctions": inputs / "junction_table.json",
+            "metric": metric_dir}
+
+
+def _keypoints(routes_xml: Path) -> dict[str, list[tuple[float, float]]]:
+    root = ET.parse(routes_xml).getroot()
+    return {r.get("id"): [(float(p.get("x")), float(p.get("y"))) for p in r.find("waypoints").findall("position")]
+            for r in root.findall("route")}
 
 
 def _best(fn, repeat: int) -> float:
@@ -147,8 +177,11 @@ def time_ours(paths: dict[str, Path], repeat: int) -> tuple[float, float, int]:
     return warm, cold, records
 
 
-def time_official(tools: Path, case_root: Path, repeat: int) -> float | None:
-    """merge + ability + efficiency/smoothness, unmodified, each in its own interpreter (as users run them)."""
+def time_official(tools: Path, case_root: Path, repeat: int) -> tuple[float, dict] | None:
+    """merge + ability + efficiency/smoothness, unmodified, each in its own interpreter (as users run them).
+
+    Returns the best time and the numbers the tools produced, or None when a tool fails on the set.
+    """
     inputs = case_root / "inputs"
     with tempfile.TemporaryDirectory(prefix="b2d_official_") as tmp:
         tmp_path = Path(tmp)
@@ -158,24 +191,47 @@ def time_official(tools: Path, case_root: Path, repeat: int) -> float | None:
         (nav / "__init__.py").write_text("")
         (nav / "global_route_planner.py").write_text(GRP_STANDIN)
         env = dict(os.environ, PYTHONPATH=str(tmp_path / "shim"), CARLA_ROOT=str(inputs / "carla_root"))
+        work = tmp_path / "eval_json"
+        stdout: dict[str, str] = {}
 
         def run_all() -> bool:
-            work = tmp_path / "eval_json"
             shutil.rmtree(work, ignore_errors=True)
             shutil.copytree(inputs / "eval_json", work)
-            ok = True
             for args in (["merge_route_json.py", "-f", str(work)],
                          ["ability_benchmark.py", "-f", str(inputs / "routes.xml"), "-r", str(work / "merged.json")],
                          ["efficiency_smoothness_benchmark.py", "-f", str(work / "merged.json"), "-m",
                           str(inputs / "metric")]):
                 proc = subprocess.run([sys.executable, str(tools / args[0]), *args[1:]], env=env, cwd=tmp,
                                       capture_output=True, text=True, check=False)
-                ok &= proc.returncode == 0
-            return ok
+                if proc.returncode != 0:
+                    return False
+                stdout[args[0]] = proc.stdout
+            return True
 
         if not run_all():
             return None
-        return _best(run_all, repeat)
+        best = _best(run_all, repeat)
+        merged = json.loads((work / "merged.json").read_text())
+        numbers = {"driving score": merged["driving score"], "success rate": merged["success rate"],
+                   "ability": json.loads((work / "merged_ability.json").read_text()),
+                   "order": [n for n in os.listdir(work) if n.endswith(".json") and "merged" not in n]}
+        for line in stdout["efficiency_smoothness_benchmark.py"].splitlines():
+            key, _, value = line.partition("=")
+            numbers[key] = float(value)
+        return best, numbers
+
+
+def same_numbers(paths: dict[str, Path], official: dict) -> bool:
+    """Our numbers equal the official tools' (merged in the order their glob saw the files)."""
+    ours = score_results(paths["eval"], paths["routes"], junctions=paths["junctions"], metric_dir=paths["metric"],
+                         file_order=official["order"])
+    ability = {**dict(ours.abilities.scores), "mean": ours.abilities.mean,
+               "crashed": [list(c) for c in ours.abilities.crashed]}
+    return (ours.merge.driving_score == official["driving score"]
+            and ours.merge.success_rate == official["success rate"]
+            and ability == official["ability"]
+            and ours.efficiency.value == official["Driving Efficiency"]
+            and ours.smoothness.value == official["Driving Smoothness"])
 
 
 def main() -> None:
@@ -187,38 +243,49 @@ def main() -> None:
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="b2d_bench_") as tmp:
-        routes_gz = GOLDEN / "routes" / "bench2drive220.xml.gz"
-        if routes_gz.exists():
-            routes_xml = Path(tmp) / "bench2drive220.xml"
-            routes_xml.write_bytes(gzip.decompress(routes_gz.read_bytes()))
-            synth_dir = args.keep or Path(tmp) / "synthetic"
-            t = time.perf_counter()
-            paths = build_synthetic_set(routes_xml, synth_dir)
-            print(f"built synthetic-220 in {time.perf_counter() - t:.1f} s", flush=True)
-            warm, cold, n = time_ours(paths, args.repeat)
-            rows.append(("synthetic-220", n, warm, cold, None))
+        sets: list[tuple[str, Path]] = []
+        extracted = []
         for tarball in sorted(GOLDEN.glob("*.tar.gz")) if GOLDEN.is_dir() else []:
             dest = Path(tmp) / tarball.name
             with tarfile.open(tarball) as tar:
                 tar.extractall(dest, filter="data")
-            root = next(p for p in dest.iterdir() if p.is_dir())
+            extracted.append(next(p for p in dest.iterdir() if p.is_dir()))
+        routes_gz = GOLDEN / "routes" / "bench2drive220.xml.gz"
+        if routes_gz.exists():
+            routes_xml = Path(tmp) / "bench2drive220.xml"
+            routes_xml.write_bytes(gzip.decompress(routes_gz.read_bytes()))
+            template = next((p for root in extracted for p in sorted(root.glob("inputs/carla_root/**/*.xodr"))),
+                            None)
+            synth_dir = args.keep or Path(tmp) / "synthetic-220"
+            t = time.perf_counter()
+            build_synthetic_set(routes_xml, synth_dir, xodr_template=None if template is None else
+                                template.read_text())
+            print(f"built synthetic-220 in {time.perf_counter() - t:.1f} s", flush=True)
+            sets.append(("synthetic-220", synth_dir))
+        sets += [(root.name, root) for root in extracted]
+        for name, root in sets:
             inputs = root / "inputs"
             paths = {"eval": inputs / "eval_json", "routes": inputs / "routes.xml",
                      "junctions": inputs / "junction_table.json", "metric": inputs / "metric"}
             warm, cold, n = time_ours(paths, args.repeat)
-            official = time_official(args.official_tools, root, args.repeat) if args.official_tools else None
-            rows.append((root.name, n, warm, cold, official))
+            official = None
+            if args.official_tools and (inputs / "carla_root").is_dir():
+                official = time_official(args.official_tools, root, args.repeat)
+            same = None if official is None else same_numbers(paths, official[1])
+            rows.append((name, n, warm, cold, None if official is None else official[0], same))
 
-    header = f"{'result set':<34} {'records':>7} {'ours (s)':>9} {'ours CLI (s)':>12} {'official (s)':>12} {'ratio':>6}"
+    header = (f"{'result set':<30} {'records':>7} {'ours (s)':>9} {'ours CLI (s)':>12} {'official (s)':>12} "
+              f"{'ratio':>6} {'same numbers':>12}")
     print(header)
     print("-" * len(header))
-    for name, n, warm, cold, official in rows:
+    for name, n, warm, cold, official, same in rows:
         off = "n/a" if official is None else f"{official:.2f}"
         ratio = "n/a" if official is None else f"{official / cold:.1f}x"
-        print(f"{name:<34} {n:>7} {warm:>9.2f} {cold:>12.2f} {off:>12} {ratio:>6}")
+        print(f"{name:<30} {n:>7} {warm:>9.2f} {cold:>12.2f} {off:>12} {ratio:>6} "
+              f"{'n/a' if same is None else ('yes' if same else 'NO'):>12}")
     print("ours: in-process score_results (warm, all metrics); ours CLI: a fresh `b2d score` process; official: "
           "merge + ability + efficiency/smoothness scripts, three processes; ratio = official / ours CLI; "
-          f"best of {args.repeat}. 'n/a' official: not given or the tool fails on that set.")
+          f"best of {args.repeat}. 'n/a' official: no --official-tools, or a tool fails on that set.")
 
 
 if __name__ == "__main__":

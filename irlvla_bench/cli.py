@@ -116,6 +116,22 @@ def demo(out: Optional[Path] = typer.Option(None, "--out", help="Keep the exampl
     console.print(f"cases and results in {folder}")
 
 
+def _mount_subcommands() -> None:
+    from evaluators.bench2drive.cli import app as bench2drive_app
+
+    app.add_typer(bench2drive_app, name="b2d", help="Bench2Drive metrics from CARLA leaderboard outputs.")
+    from importlib.util import find_spec
+
+    # The data layer (NAVSIM logs, nuPlan maps, procedural world) mounts when its module is installed.
+    if find_spec("irlvla_bench.data_cli") is not None:
+        from irlvla_bench.data_cli import app as data_app
+
+        app.add_typer(data_app, name="data", help="Generate the procedural world, read NAVSIM data, cache scenes.")
+
+
+_mount_subcommands()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -229,6 +229,25 @@ def _write_log_files(root: Path, data_split: str, log_name: str, frames: list[_L
     return dicts
 
 
+def _keep_on_road(net: RoadNetwork, poses: list[np.ndarray], offset: float, dheading: float) -> float:
+    """Shrink a lateral perturbation until the displaced ego footprint stays on the drivable area."""
+    from irlvla_bench.caching.pdm_closed import ego_polygon
+
+    area = net.drivable.buffer(-0.05)
+    for _ in range(4):
+        ok = True
+        for p in poses:
+            normal = np.array([-np.sin(p[2]), np.cos(p[2])])
+            q = np.array([p[0] + offset * normal[0], p[1] + offset * normal[1], p[2] + dheading])
+            if not area.contains(ego_polygon(q)):
+                ok = False
+                break
+        if ok:
+            return offset
+        offset *= 0.5
+    return 0.0
+
+
 def _synthetic_scene(net: RoadNetwork, cfg: WorldConfig, log_name: str, frames: list[_LoggedFrame], current: int,
                      offset: float, dheading: float, speed_factor: float, tokens: _Tokens, first_stage_token: str,
                      raster: MapRaster | None, rig, blobs: Path) -> tuple[dict, str, np.ndarray]:
@@ -357,6 +376,8 @@ def generate_world(out: str | Path, n_logs: int, seed: int, config: WorldConfig 
                     offset *= 0.3  # one variant close to the human endpoint
                 dh = float(rng.normal(0.0, split_cfg.heading_perturbation))
                 sf = float(rng.uniform(*split_cfg.speed_perturbation))
+                # One displacement for the (now, prev) pair, kept on the road over both history windows.
+                offset = _keep_on_road(net, [frames[i].snap.ego for i in range(c + 4, c + 9)], offset, dh)
                 blobs = two_dir / "sensor_blobs"
                 scene_now, tok_now, pose_now = _synthetic_scene(net, cfg, log_name, frames, c + 8, offset, dh, sf,
                                                                 tokens, now, raster, rig, blobs)
