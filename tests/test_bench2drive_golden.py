@@ -22,7 +22,8 @@ from evaluators.bench2drive.records import load_results
 pytestmark = pytest.mark.golden
 
 GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "bench2drive"
-CASES = sorted(p.name[: -len(".tar.gz")] for p in GOLDEN.glob("*.tar.gz")) if GOLDEN.is_dir() else []
+# Without the folder every parametrised test still runs once and skips, naming the missing folder.
+CASES = sorted(p.name[: -len(".tar.gz")] for p in GOLDEN.glob("*.tar.gz")) if GOLDEN.is_dir() else ["no-golden"]
 
 
 @pytest.fixture(scope="module")

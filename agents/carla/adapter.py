@@ -171,7 +171,11 @@ class TrajectoryAdapterMixin:
         if not self._global_plan or not self._global_plan_world_coord:
             raise RuntimeError("set_global_plan() must be called before the first run_step()")
         gps0 = self._global_plan[0][0]
-        x0, y0 = _location_xy(self._global_plan_world_coord[0][0])
+        start = self._global_plan_world_coord[0][0]
+        x0, y0 = _location_xy(start)
+        rotation = getattr(start, "rotation", None)
+        if rotation is not None:  # heading until the compass gives a reading (it is NaN on early frames)
+            self._last_heading = math.radians(float(rotation.yaw))
         self._geo_ref = solve_geo_reference(float(gps0["lat"]), float(gps0["lon"]), x0, y0)
         nodes = [RouteNode(gps_to_location(float(g["lat"]), float(g["lon"]), *self._geo_ref),
                            RoadOption.coerce(opt)) for g, opt in self._global_plan]

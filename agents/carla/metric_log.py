@@ -4,10 +4,10 @@ tool reads (the leaderboard's ``AutonomousAgent.get_metric_info``, recorded ever
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from irlvla_bench.io.atomic import write_text_atomic
 
 
 def hero_metric_info(hero: Any) -> dict[str, list[float]]:
@@ -48,11 +48,4 @@ class MetricInfoRecorder:
             self.flush()
 
     def flush(self) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".metric_info.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.entries, fh)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(self.path, json.dumps(self.entries))

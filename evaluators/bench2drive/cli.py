@@ -14,8 +14,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from irlvla_bench.io.atomic import write_json_atomic, write_text_atomic
+
 from .errors import Bench2DriveInputError
-from .io import write_json_atomic, write_text_atomic
 from .render import render
 from .score import official_outputs, report_json, score_results
 
@@ -61,7 +62,7 @@ def score(
         raise typer.Exit(2) from None
     render(report, console)
     if out is not None:
-        write_json_atomic(out, report_json(report))
+        write_json_atomic(out, report_json(report), indent=2)
         console.print(f"wrote {out}", highlight=False)
     if official_out is not None:
         for name, content in official_outputs(report).items():

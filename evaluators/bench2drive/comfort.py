@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 from .config import DEFAULT_CONFIG, Bench2DriveConfig
 from .errors import MetricUndefined
@@ -44,6 +43,8 @@ def chunks_pass(acceleration: np.ndarray, angular_velocity: np.ndarray, forward_
     if not order < window:
         raise ValueError(f"chunk of {length} steps is too short for a degree-{order} Savitzky-Golay fit")
     b = config.comfort
+    # Imported here: scipy.signal costs ~1 s to import and the CLI module is loaded by every irlvla-bench command.
+    from scipy.signal import savgol_filter
 
     def smooth(x: np.ndarray) -> np.ndarray:
         return savgol_filter(x, window_length=window, polyorder=order, axis=-1)

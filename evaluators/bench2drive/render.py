@@ -43,12 +43,13 @@ def render(report: Bench2DriveReport, console: Console | None = None, max_items:
                   f"file(s); routes in XML: {len(report.routes)}; not evaluated: {len(report.abilities.crashed)}; "
                   f"divisor: {m.divisor}", highlight=False)
     for e in report.errors:
-        console.print(f"[bold red]{escape(e.metric)} undefined[/]: {escape(e.reason)}\n  official tool: {escape(e.official)}",
-                      highlight=False)
+        console.print(f"[bold red]{escape(e.metric)} undefined[/]: {escape(e.reason)}\n"
+                      f"  official tool: {escape(e.official)}", highlight=False)
     if report.findings is not None:
         console.print(f"[bold]strict: {len(report.findings)} finding(s)[/]")
         for f in report.findings:
-            console.print(f"[yellow]{escape(f.kind)}[/]: {escape(f.summary)}\n  effect: {escape(f.effect)}", highlight=False)
+            console.print(f"[yellow]{escape(f.kind)}[/]: {escape(f.summary)}\n  effect: {escape(f.effect)}",
+                          highlight=False)
             for item in f.items[:max_items]:
                 console.print(f"    - {item}", highlight=False, markup=False)
             if len(f.items) > max_items:
