@@ -125,3 +125,15 @@ def test_cli_rejects_truncated_json(tmp_path):
     path.write_text('{"schema": "navsim-scoring-case/v1", "token": ')
     result = CliRunner().invoke(app, ["score", str(path), "--quiet"])
     assert result.exit_code == 2 and "cut.json" in result.output and "invalid JSON" in result.output
+
+
+def test_duplicate_centerline_points_are_allowed(case_dict):
+    """scoring-case.md allows consecutive duplicate centerline points (NAVSIM has them at lane joints)."""
+    from evaluators.epdms import score_case
+
+    data = copy.deepcopy(case_dict)
+    line = data["centerline"]
+    data["centerline"] = line[:10] + [line[9], line[9]] + line[10:]
+    with_duplicates = score_case(parse_case(data), mode="labelling")
+    plain = score_case(parse_case(case_dict), mode="labelling")
+    assert (with_duplicates["score_single_frame"].to_numpy() == plain["score_single_frame"].to_numpy()).all()

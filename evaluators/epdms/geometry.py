@@ -44,7 +44,7 @@ def build_buckets(lo_values: np.ndarray, hi_values: np.ndarray, lo: float, hi: f
     return inv, ptr, items
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _bucket_of(value, lo, inv, num_buckets):
     b = int((value - lo) * inv)
     if b < 0:
@@ -152,7 +152,7 @@ _SPLIT = 134217729.0  # 2^27 + 1, Dekker's splitter
 _DP_SAFE_EPSILON = 1e-15
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _dd_add(ahi, alo, bhi, blo):
     s = ahi + bhi
     t = alo + blo
@@ -171,7 +171,7 @@ def _dd_add(ahi, alo, bhi, blo):
     return zhi, zlo
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _dd_mul(ahi, alo, bhi, blo):
     c_big = _SPLIT * ahi
     hx = c_big - ahi
@@ -189,7 +189,7 @@ def _dd_mul(ahi, alo, bhi, blo):
     return zhi, zlo
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def orientation_index(p1x, p1y, p2x, p2y, qx, qy):
     """+1 if q is left of p1->p2 (counter-clockwise), -1 if right, 0 if collinear; GEOS arithmetic."""
     detleft = (p1x - qx) * (p2y - qy)
@@ -240,7 +240,7 @@ def orientation_index(p1x, p1y, p2x, p2y, qx, qy):
 _EXTERIOR, _BOUNDARY, _INTERIOR = 0, 1, 2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def locate_point(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
                  bucket_items, edges):
     """GEOS ``RayCrossingCounter`` over the polygon's bucketed edges: exterior, boundary or interior."""
@@ -276,7 +276,7 @@ def locate_point(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, buc
     return _INTERIOR if crossings % 2 == 1 else _EXTERIOR
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def point_in_polygon(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
                      bucket_items, edges):
     """shapely ``contains``: strictly inside polygon ``p`` (holes excluded, boundary outside)."""
@@ -284,7 +284,7 @@ def point_in_polygon(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count,
                         bucket_items, edges) == _INTERIOR
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def point_in_polygon_or_boundary(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
                                  bucket_ptr, bucket_items, edges):
     """shapely ``intersects`` of a point and polygon ``p``: inside or on the boundary."""
@@ -296,17 +296,17 @@ def point_in_polygon_or_boundary(px, py, p, bbox, swap, bucket_lo, bucket_inv, b
 # Segments and convex quads (ego and object boxes)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _orient(ax, ay, bx, by, cx, cy):
     return orientation_index(ax, ay, bx, by, cx, cy)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _on_segment(ax, ay, bx, by, px, py):
     return min(ax, bx) <= px <= max(ax, bx) and min(ay, by) <= py <= max(ay, by)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def segments_intersect(ax, ay, bx, by, cx, cy, dx, dy):
     """Closed segments AB and CD share a point (touching counts)."""
     o1 = _orient(ax, ay, bx, by, cx, cy)
@@ -326,7 +326,7 @@ def segments_intersect(ax, ay, bx, by, cx, cy, dx, dy):
     return False
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def point_in_convex_quad(px, py, quad):
     """Inside or on the boundary of a convex quad (either winding)."""
     sign = 0
@@ -341,7 +341,7 @@ def point_in_convex_quad(px, py, quad):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def convex_quads_intersect(a, b):
     """Separating-axis test for two convex quads; touching counts as intersecting (shapely ``intersects``)."""
     for shape in range(2):
@@ -366,7 +366,7 @@ def convex_quads_intersect(a, b):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def segment_intersects_quad(ax, ay, bx, by, quad):
     if point_in_convex_quad(ax, ay, quad) or point_in_convex_quad(bx, by, quad):
         return True
@@ -377,7 +377,7 @@ def segment_intersects_quad(ax, ay, bx, by, quad):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def quad_intersects_polygon(quad, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
                             bucket_items, edges, edge_ptr):
     """A convex quad and a general polygon ``p`` share a point."""
@@ -409,7 +409,7 @@ def quad_intersects_polygon(quad, p, bbox, swap, bucket_lo, bucket_inv, bucket_c
 # Polylines (the PDM centerline)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def point_segment_distance(px, py, ax, ay, bx, by):
     """GEOS ``Distance::pointToSegment``."""
     if ax == bx and ay == by:
@@ -424,7 +424,7 @@ def point_segment_distance(px, py, ax, ay, bx, by):
     return abs(s) * np.sqrt(len2)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def project_onto_polyline(px, py, line):
     """GEOS ``LengthIndexedLine.project``: arc length of the nearest point; first strictly nearest segment wins."""
     best_distance = np.inf
@@ -485,7 +485,7 @@ class PolylineIndex:
         return (self.line, self.radius, self.swap, self.lo, self.inv, self.count, self.ptr, self.items)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def farther_than(px, py, line, radius, swap, lo, inv, count, ptr, items):
     """Distance from the point to the polyline > ``radius`` (exactly as comparing shapely's distance)."""
     v = px if swap else py
@@ -536,7 +536,7 @@ class CellGrid:
         return cls(lo, float(cell), (nx, ny), states)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _fill_cell_states(states, origin, cell, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
                       bucket_ptr, bucket_items, edges, edge_ptr):
     nx, ny = states.shape[1], states.shape[2]
@@ -569,7 +569,7 @@ def _fill_cell_states(states, origin, cell, bbox, swap, bucket_lo, bucket_inv, b
                     states[p, i, j] = CELL_INSIDE
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def cell_of(px, py, origin, cell, states):
     """(i, j) of the point's cell, or (-1, -1) outside the grid (then outside every polygon)."""
     i = int(np.floor((px - origin[0]) / cell))

@@ -9,7 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from irlvla_bench.caching.objects import AGENT_NAMES, interpolate_objects, red_connectors_per_frame
-from irlvla_bench.caching.pdm_closed import NAVSIM_PDM_CLOSED, PDMClosedConfig, Selector, run_pdm_closed, to_ego_poses
+from irlvla_bench.caching.pdm_closed import (
+    NAVSIM_PDM_CLOSED,
+    PDMClosedConfig,
+    Selector,
+    ego_polygon,
+    run_pdm_closed,
+    to_ego_poses,
+)
 from irlvla_bench.caching.route import (
     RouteError,
     centerline,
@@ -105,8 +112,6 @@ def build_case_dict(scene: SceneData, nmap: NuPlanMap, *, selector: Selector | N
     ego = cur.ego_pose
     heading = np.array([np.cos(ego[2]), np.sin(ego[2])])
     center = ego[:2] + PACIFICA.rear_axle_to_center * heading
-    from irlvla_bench.caching.pdm_closed import ego_polygon
-
     footprint = ego_polygon(ego)
     if not cur.roadblock_ids:
         raise InputError(scene.source, f"{where}.roadblock_ids", "empty route")

@@ -340,13 +340,13 @@ def to_ego_poses(states: np.ndarray, ego: np.ndarray) -> np.ndarray:
     return np.stack([c * dx + s * dy, -s * dx + c * dy, normalize_angle(states[..., 2] - ego[2])], axis=-1)
 
 
-def epdms_selector(problem: PlanningProblem) -> np.ndarray:
-    """Score with ``evaluators.epdms`` (LQR tracking, NAVSIM metrics) against the planner's forecast."""
-    from evaluators.epdms import score_case  # imported lazily: the evaluator is an optional dependency here
-
-    from irlvla_bench.io.scoring_case import parse_case
-
+def _planning_case(problem: PlanningProblem) -> dict:
     case = dict(problem.case)
+    # Consecutive duplicate vertices (lane joints) change neither projections nor distances; dropping them
+    # keeps the planning call independent of how the evaluator treats zero-length segments.
+    line = np.asarray(case["centerline"], dtype=np.float64)
+    keep = np.concatenate([[True], np.any(np.diff(line[:, :2], axis=0) != 0.0, axis=1)])
+    case["centerline"] = line[keep].tolist()
     ego = np.asarray(case["ego"]["rear_axle"], dtype=np.float64)
     poses = to_ego_poses(problem.states[:, 5::5], ego)  # 0.5 .. 4.0 s
     case.update(
@@ -354,8 +354,44 @@ def epdms_selector(problem: PlanningProblem) -> np.ndarray:
         red_lane_connectors=[list(problem.red_ids)] * len(problem.forecast_objects),
         proposals=[{"id": f"p{i}", "poses": p.tolist()} for i, p in enumerate(poses)],
     )
-    # Progress is re-normalised over the batch below, so the reference only has to be valid.
+    # Progress is re-normalised over the batch, so the reference only has to be valid.
     case["pdm_reference"] = {"states": problem.states[-1].tolist(), "interval_s": 0.1}
+    return case
+
+
+def _epdms_exact(problem: PlanningProblem) -> np.ndarray:
+    """Track the 10 Hz proposal states themselves (as ``PDMSimulator`` does) with the evaluator's tracker and
+    score them with its metric kernels. Uses evaluator internals; ``epdms_selector`` falls back to the public
+    API if they change."""
+    from evaluators.epdms import NAVSIM_V2, simulation
+    from evaluators.epdms import score as ev_score
+    from evaluators.epdms.scene import prepare_scene
+    from evaluators.epdms.traffic import get_policy
+
+    from irlvla_bench.io.scoring_case import parse_case
+
+    scene = prepare_scene(parse_case(_planning_case(problem), source="<pdm-closed planning>"), NAVSIM_V2)
+    states = simulation.simulate(scene.initial_state, problem.states[:, :, :3], simulation.TrackerConfig())
+    observation = get_policy("log_replay").observe(scene, states)
+    n = len(states)
+    index = np.zeros(n, dtype=np.int64) if observation.batch == 1 else np.arange(n, dtype=np.int64)
+    rows = ev_score.evaluate_rows(scene, states, observation, index, with_history=False)
+    return _batch_progress_score(np.asarray(rows.multiplicative), np.asarray(rows.progress_m),
+                                 np.asarray(rows.values["time_to_collision_within_bound"]),
+                                 np.asarray(rows.values["lane_keeping"]))
+
+
+def epdms_selector(problem: PlanningProblem) -> np.ndarray:
+    """Score with ``evaluators.epdms`` (LQR tracking, NAVSIM metrics) against the planner's forecast."""
+    try:
+        return _epdms_exact(problem)
+    except (ImportError, AttributeError, TypeError):
+        pass
+    from evaluators.epdms import score_case  # imported lazily: the evaluator is an optional dependency here
+
+    from irlvla_bench.io.scoring_case import parse_case
+
+    case = _planning_case(problem)
     table = score_case(parse_case(case, source="<pdm-closed planning>"), mode="labelling", diagnostics=True)
     mult = (table["unfiltered_no_at_fault_collisions"] * table["unfiltered_drivable_area_compliance"]
             * table["unfiltered_driving_direction_compliance"] * table["unfiltered_traffic_light_compliance"]).to_numpy()

@@ -267,6 +267,10 @@ def build_network(cfg: WorldConfig, rng: np.random.Generator) -> RoadNetwork:
                     src, dst = lanes[in_lanes[i_in]], lanes[out_lanes[i_out]]
                     base = bezier(src.pts[-1], src.hdg[-1], dst.pts[0], dst.hdg[0], rc.sample_step)
                     left, right = offset(base, w / 2), offset(base, -w / 2)
+                    # End edges exactly on the lane mouths, so connector and lane surfaces only touch.
+                    for k, (pt, h) in ((0, (src.pts[-1], src.hdg[-1])), (-1, (dst.pts[0], dst.hdg[0]))):
+                        n_vec = np.array([-np.sin(h), np.cos(h)]) * (w / 2)
+                        left[k], right[k] = pt + n_vec, pt - n_vec
                     poly = _polygon(left, right)
                     if not poly.is_valid or poly.geom_type != "Polygon":
                         poly = shapely.LineString(base).buffer(w / 2, cap_style="flat")

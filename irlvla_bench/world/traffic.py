@@ -233,7 +233,6 @@ class TrafficSim:
     def _leader(self, m: Mover, lookahead: float, red: set[str]) -> tuple[float, float]:
         """(gap to the obstacle ahead [m], its speed) along the mover's lane sequence; (inf, v) if none."""
         best_gap, best_v = np.inf, m.v
-        lane = self.lanes[m.lane]
         path = [m.lane] + m.plan
         dist_before = -m.s  # path distance from the mover's centre to the start of path[k]
         first_junction = True
@@ -269,7 +268,6 @@ class TrafficSim:
                         best_gap, best_v = front_to_line - 0.5, 0.0
                 first_junction = False
             dist_before += cur.length
-        del lane
         return best_gap, best_v
 
     def _may_enter(self, m: Mover, connector: str, front_to_line: float) -> bool:

@@ -20,7 +20,7 @@ MULTIPLE_LANES, NON_DRIVABLE, ONCOMING, CENTER_IN_INTERSECTION = 0, 1, 2, 3
 CENTER = 4  # index of the centre in the (FL, RL, RR, FR, centre) coordinate array
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ego_area_flags(coords, kinds, origin, cell, states, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
                    bucket_ptr, bucket_items, edges):
     """(R, T, 5, 2) ego coordinates -> (R, T, 4) bool flags (see module docstring)."""
@@ -82,7 +82,7 @@ def drivable_area_compliance(flags: np.ndarray) -> np.ndarray:
     return np.where(flags[:, :, NON_DRIVABLE].any(axis=1), 0.0, 1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _oncoming_progress_max(coords, flags, window):
     num_rows, num_steps = coords.shape[0], coords.shape[1]
     result = np.zeros(num_rows)

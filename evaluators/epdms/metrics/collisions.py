@@ -26,7 +26,7 @@ _X, _Y, _H = int(StateIndex.X), int(StateIndex.Y), int(StateIndex.HEADING)
 _VX, _VY = int(StateIndex.VELOCITY_X), int(StateIndex.VELOCITY_Y)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def relative_angle(ex, ey, heading, ax, ay):
     """nuPlan's ``get_agent_relative_angle``: NaN when the points coincide or rounding pushes |cos| past 1."""
     vx = ax - ex
@@ -35,7 +35,7 @@ def relative_angle(ex, ey, heading, ax, ay):
     return np.arccos(np.cos(heading) * (vx / norm) + np.sin(heading) * (vy / norm))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def no_at_fault_collisions(states, coords, flags, obs_index, corners, centers, radius, present, is_agent,
                            first_stopped, ego_radius, stopped_speed, behind_rad, static_score):
     num_rows, num_steps = states.shape[0], states.shape[1]
@@ -81,7 +81,7 @@ def no_at_fault_collisions(states, coords, flags, obs_index, corners, centers, r
     return scores, first_time
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def time_to_collision(states, coords, flags, obs_index, corners, centers, radius, present, offsets, interval_s,
                       last_step, ego_radius, stopped_speed, ahead_rad, behind_rad, kinds, bbox, swap, bucket_lo,
                       bucket_inv, bucket_count, bucket_base, bucket_ptr, bucket_items, edges):

@@ -12,7 +12,7 @@ from evaluators.epdms.geometry import farther_than
 from evaluators.epdms.metrics.areas import CENTER_IN_INTERSECTION
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lane_keeping(coords, flags, required_steps, line, radius, swap, lo, inv, count, ptr, items):
     num_rows, num_steps = coords.shape[0], coords.shape[1]
     scores = np.ones(num_rows)

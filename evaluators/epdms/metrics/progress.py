@@ -13,7 +13,7 @@ from numba import njit
 from evaluators.epdms.geometry import project_onto_polyline
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def raw_progress(coords, centerline):
     num_rows, last = coords.shape[0], coords.shape[1] - 1
     progress = np.zeros(num_rows)

@@ -8,7 +8,7 @@ from numba import njit
 from evaluators.epdms.geometry import quad_intersects_polygon
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def traffic_light_compliance(coords, red_active, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
                              bucket_ptr, bucket_items, edges, edge_ptr):
     num_rows, num_steps = coords.shape[0], coords.shape[1]
