@@ -15,6 +15,15 @@ _err = Console(stderr=True)
 _out = Console()
 
 
+def _print_summary(title: str, values: dict) -> None:
+    """One-row summary table of a command's counts."""
+    table = Table(title=title)
+    for column in values:
+        table.add_column(column, justify="right")
+    table.add_row(*(str(v) for v in values.values()))
+    _out.print(table)
+
+
 @app.command()
 def generate(
     out: Path = typer.Option(..., "--out", help="Dataset root to write (NAVSIM layout: maps/, navsim_logs/, ...)."),
@@ -51,12 +60,10 @@ def generate(
     except FileExistsError as exc:
         _err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    table = Table(title=f"generated {out}")
-    for col in ("logs", "frames", "navtest scenes", "navhard mappings", "synthetic scenes", "seconds"):
-        table.add_column(col, justify="right")
-    table.add_row(str(len(summary.logs)), str(summary.frames), str(summary.one_stage_scenes),
-                  str(summary.two_stage_mappings), str(summary.synthetic_scenes), f"{summary.seconds:.1f}")
-    _out.print(table)
+    _print_summary(f"generated {out}", {
+        "logs": len(summary.logs), "frames": summary.frames, "navtest scenes": summary.one_stage_scenes,
+        "navhard mappings": summary.two_stage_mappings, "synthetic scenes": summary.synthetic_scenes,
+        "seconds": f"{summary.seconds:.1f}"})
 
 
 @app.command()
@@ -81,12 +88,9 @@ def cache(
     except NothingCachedError as exc:
         _err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    table = Table(title=f"cache {summary.split} -> {summary.out_dir}")
-    for col in ("cached", "skipped", "failed", "groups", "seconds", "workers"):
-        table.add_column(col, justify="right")
-    table.add_row(str(summary.cached), str(summary.skipped), str(summary.failed), str(summary.groups),
-                  f"{summary.seconds:.1f}", str(summary.workers))
-    _out.print(table)
+    _print_summary(f"cache {summary.split} -> {summary.out_dir}", {
+        "cached": summary.cached, "skipped": summary.skipped, "failed": summary.failed, "groups": summary.groups,
+        "seconds": f"{summary.seconds:.1f}", "workers": summary.workers})
     skips = [o for o in summary.outcomes if o.status == "skipped"]
     if skips:
         _out.print(f"skipped {len(skips)}: already cached (use --overwrite to recompute)")

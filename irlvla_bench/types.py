@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
@@ -267,10 +267,3 @@ class SceneGroup:
 def wrap_angle(angle: np.ndarray | float) -> np.ndarray | float:
     """Wrap to [-pi, pi) the way nuPlan's ``principal_value`` does."""
     return (np.asarray(angle) + np.pi) % (2.0 * np.pi) - np.pi
-
-
-def as_pose_array(values: Sequence, shape_tail: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.shape[-len(shape_tail):] != shape_tail:
-        raise ValueError(f"expected shape (..., {', '.join(map(str, shape_tail))}), got {arr.shape}")
-    return arr

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import GOLDEN_EPDMS, golden_inputs, load_json, require_golden
 from evaluators.epdms import SUB_METRICS, score_frame, score_groups
+from evaluators.epdms.groups import pool_groups
 from evaluators.epdms.results import group_document
-from evaluators.epdms.run import pool_groups
 from evaluators.epdms.config import NAVSIM_V2
 from irlvla_bench.io.scoring_case import load_case, load_group
 

@@ -25,6 +25,8 @@ from evaluators.epdms.score import SUB_METRICS, WEIGHTED
 from irlvla_bench.types import StageMapping
 
 SUMMARY_COLUMNS = SUB_METRICS + ("two_frame_extended_comfort", "score")
+# EC only uses rear-axle acceleration magnitudes and headings, so the centre offset never enters it.
+_EC_REAR_AXLE_TO_CENTER = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,8 @@ def _extended_comfort(rows: Mapping[str, TokenRow], now: str, prev: str, cfg: EP
     overlap = round(offset_s / cfg.interval_s)
     return float(
         extended_comfort(current.simulated_states[None], previous.simulated_states[None], cfg.interval_s, overlap,
-                         _rear_axle_to_center(), cfg.comfort, cfg.extended_comfort)[0]
+                         _EC_REAR_AXLE_TO_CENTER, cfg.comfort, cfg.extended_comfort)[0]
     )
-
-
-def _rear_axle_to_center() -> float:
-    # NAVSIM's extended comfort only uses rear-axle accelerations, so the vehicle never matters here.
-    return 0.0
 
 
 def _gaussian_weights(anchor: np.ndarray, starts: np.ndarray, cfg: EPDMSConfig) -> np.ndarray:

@@ -48,27 +48,39 @@ def aggregate_frames(frames: dict[str, FrameScores], mappings: Sequence[StageMap
     ]
 
 
+def _pool(group_ids: tuple[str, ...], mappings: tuple[StageMapping, ...], frame_parts: Sequence[dict[str, FrameScores]],
+          sources: Sequence[str], config: EPDMSConfig) -> GroupScores:
+    frames: dict[str, FrameScores] = {}
+    owner: dict[str, str] = {}
+    for part, source in zip(frame_parts, sources):
+        for token, scores in part.items():
+            if token in frames:
+                raise ValueError(f"token {token!r} appears in both {owner[token]} and {source}")
+            frames[token] = scores
+            owner[token] = source
+    counts = {len(scores) for scores in frames.values()}
+    if len(counts) > 1:
+        raise ValueError(f"groups scored together must have the same number of agents, got {sorted(counts)}")
+    return GroupScores(group_ids=group_ids, mappings=mappings, frames=frames,
+                       agents=aggregate_frames(frames, mappings, config))
+
+
 def score_groups(groups: Sequence[SceneGroup], *, traffic="log_replay", mode: str = "submission",
                  config: EPDMSConfig = NAVSIM_V2, progress=None) -> GroupScores:
     """Score one or several groups together (their mappings are pooled, as for a whole split)."""
-    frames: dict[str, FrameScores] = {}
-    owner: dict[str, str] = {}
-    counts = set()
+    parts = []
     for group in groups:
+        part = {}
         for token, case in group.frames.items():
-            if token in frames:
-                raise ValueError(f"token {token!r} appears in both {owner[token]} and {group.source}")
-            frames[token] = score_frame(case, traffic=traffic, mode=mode, config=config)
-            owner[token] = group.source
-            counts.add(len(case.proposals))
+            part[token] = score_frame(case, traffic=traffic, mode=mode, config=config)
             if progress is not None:
                 progress()
-    if len(counts) > 1:
-        raise ValueError(f"groups scored together must have the same number of agents, got {sorted(counts)}")
-    mappings = tuple(m for g in groups for m in g.mappings)
-    return GroupScores(
-        group_ids=tuple(g.group_id for g in groups),
-        mappings=mappings,
-        frames=frames,
-        agents=aggregate_frames(frames, mappings, config),
-    )
+        parts.append(part)
+    return _pool(tuple(g.group_id for g in groups), tuple(m for g in groups for m in g.mappings), parts,
+                 [g.source for g in groups], config)
+
+
+def pool_groups(parts: Sequence[GroupScores], config: EPDMSConfig = NAVSIM_V2) -> GroupScores:
+    """The dataset-level result of groups already scored: their frames and mappings aggregated together."""
+    return _pool(tuple(g for p in parts for g in p.group_ids), tuple(m for p in parts for m in p.mappings),
+                 [p.frames for p in parts], [", ".join(p.group_ids) for p in parts], config)

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 
 from evaluators.epdms.config import NAVSIM_V2, EPDMSConfig
-from evaluators.epdms.groups import GroupScores, aggregate_frames, score_groups
+from evaluators.epdms.groups import GroupScores, pool_groups, score_groups
 from evaluators.epdms.results import case_document, group_document
 from evaluators.epdms.score import SUB_METRICS, FrameScores, frame_table, score_frame
 from irlvla_bench.errors import InputError
@@ -95,26 +95,6 @@ def score_paths(paths: Sequence[str | Path], *, out_dir: str | Path | None = Non
         write_json_atomic(target, group_document(result.dataset, traffic))
         result.written.append(target)
     return result
-
-
-def pool_groups(parts: Sequence[GroupScores], config: EPDMSConfig) -> GroupScores:
-    """The dataset-level result of groups already scored: their frames and mappings aggregated together."""
-    frames: dict[str, FrameScores] = {}
-    for part in parts:
-        overlap = set(frames) & set(part.frames)
-        if overlap:
-            raise ValueError(f"tokens appear in several groups: {sorted(overlap)[:5]}")
-        frames.update(part.frames)
-    agents = {len(p.agents) for p in parts}
-    if len(agents) != 1:
-        raise ValueError(f"groups pooled into one dataset must have the same number of agents, got {sorted(agents)}")
-    mappings = tuple(m for p in parts for m in p.mappings)
-    return GroupScores(
-        group_ids=tuple(g for p in parts for g in p.group_ids),
-        mappings=mappings,
-        frames=frames,
-        agents=aggregate_frames(frames, mappings, config),
-    )
 
 
 __all__ = ["RunResult", "expand_inputs", "pool_groups", "score_paths", "stem_of", "SUB_METRICS"]

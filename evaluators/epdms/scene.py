@@ -53,10 +53,6 @@ class PreparedScene:
     history: np.ndarray | None  # (H, 11) human past states for history comfort
     initial_state: np.ndarray  # (11,)
 
-    @property
-    def intersection_ids(self) -> np.ndarray:
-        return np.flatnonzero(self.drivable_kinds & KIND_INTERSECTION)
-
 
 def prepare_scene(case: ScoringCase, config: EPDMSConfig) -> PreparedScene:
     by_layer: dict[MapLayer, list] = {layer: [] for layer in MapLayer}

@@ -25,9 +25,11 @@ from evaluators.epdms.metrics.progress import normalized_progress, raw_progress
 from evaluators.epdms.metrics.traffic_lights import traffic_light_compliance
 from evaluators.epdms.scene import PreparedScene, prepare_scene
 from evaluators.epdms.traffic import Observation, TrafficPolicy, get_policy
-from irlvla_bench.types import NUM_SCORING_FRAMES, StateIndex, ScoringCase
+from irlvla_bench.types import StateIndex, ScoringCase
 
 MODES = ("submission", "labelling")
+# NAVSIM hard-wires the Pacifica in its tracker, whatever vehicle the case names.
+_TRACKER = simulation.TrackerConfig()
 
 MULTIPLICATIVE = (
     "no_at_fault_collisions",
@@ -129,18 +131,14 @@ def simulate_trajectories(scene: PreparedScene, poses_ego: np.ndarray) -> np.nda
     case = scene.case
     global_poses = simulation.proposal_poses_to_global(case.ego.rear_axle, poses_ego)
     reference = simulation.sample_poses_10hz(case.ego.rear_axle, case.time_us, global_poses)
-    return simulation.simulate(scene.initial_state, reference, _tracker_config(scene))
+    return simulation.simulate(scene.initial_state, reference, _TRACKER)
 
 
 def simulate_reference(scene: PreparedScene) -> np.ndarray:
     """(1, 41, 11) simulated PDM-Closed reference."""
     case = scene.case
     reference = simulation.sample_reference_10hz(case.pdm_reference, case.pdm_reference_interval_s, case.time_us)
-    return simulation.simulate(scene.initial_state, reference[None], _tracker_config(scene))
-
-
-def _tracker_config(scene: PreparedScene) -> simulation.TrackerConfig:
-    return simulation.TrackerConfig()
+    return simulation.simulate(scene.initial_state, reference[None], _TRACKER)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -365,5 +363,3 @@ def score_case(case: ScoringCase, *, traffic: str | TrafficPolicy = "log_replay"
     """Score a case's proposals and return the per-proposal table (NAVSIM column names)."""
     return frame_table(score_frame(case, traffic=traffic, mode=mode, config=config), diagnostics=diagnostics)
 
-
-assert NUM_SCORING_FRAMES == NAVSIM_V2.num_poses + 1
