@@ -1,0 +1,8 @@
+"""Every agent shipped with the project, registered lazily (importing this never imports torch)."""
+
+from agents.base import register_agent
+
+register_agent("constant_velocity", "agents.baselines.constant_velocity:ConstantVelocityAgent")
+register_agent("human", "agents.baselines.human:HumanAgent")
+register_agent("pdm_closed", "agents.baselines.pdm_closed:PDMClosedAgent")
+register_agent("ego_mlp", "agents.baselines.ego_mlp:EgoStatusMLPAgent")
