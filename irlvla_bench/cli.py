@@ -127,6 +127,9 @@ def _mount_subcommands() -> None:
         from irlvla_bench.data_cli import app as data_app
 
         app.add_typer(data_app, name="data", help="Generate the procedural world, read NAVSIM data, cache scenes.")
+    from irlvla_bench.train_cli import app as train_app
+
+    app.add_typer(train_app, name="train", help="Train the baseline MLP, the IL policy, the RWM and PPO.")
 
 
 _mount_subcommands()
