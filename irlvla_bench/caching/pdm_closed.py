@@ -359,44 +359,17 @@ def _planning_case(problem: PlanningProblem) -> dict:
     return case
 
 
-def _epdms_exact(problem: PlanningProblem) -> np.ndarray:
-    """Track the 10 Hz proposal states themselves (as ``PDMSimulator`` does) with the evaluator's tracker and
-    score them with its metric kernels. Uses evaluator internals; ``epdms_selector`` falls back to the public
-    API if they change."""
-    from evaluators.epdms import NAVSIM_V2, simulation
-    from evaluators.epdms import score as ev_score
-    from evaluators.epdms.scene import prepare_scene
-    from evaluators.epdms.traffic import get_policy
-
-    from irlvla_bench.io.scoring_case import parse_case
-
-    scene = prepare_scene(parse_case(_planning_case(problem), source="<pdm-closed planning>"), NAVSIM_V2)
-    states = simulation.simulate(scene.initial_state, problem.states[:, :, :3], simulation.TrackerConfig())
-    observation = get_policy("log_replay").observe(scene, states)
-    n = len(states)
-    index = np.zeros(n, dtype=np.int64) if observation.batch == 1 else np.arange(n, dtype=np.int64)
-    rows = ev_score.evaluate_rows(scene, states, observation, index, with_history=False)
-    return _batch_progress_score(np.asarray(rows.multiplicative), np.asarray(rows.progress_m),
-                                 np.asarray(rows.values["time_to_collision_within_bound"]),
-                                 np.asarray(rows.values["lane_keeping"]))
-
-
 def epdms_selector(problem: PlanningProblem) -> np.ndarray:
-    """Score with ``evaluators.epdms`` (LQR tracking, NAVSIM metrics) against the planner's forecast."""
-    try:
-        return _epdms_exact(problem)
-    except (ImportError, AttributeError, TypeError):
-        pass
-    from evaluators.epdms import score_case  # imported lazily: the evaluator is an optional dependency here
+    """Track the 10 Hz proposal states themselves (as ``PDMSimulator`` does) with the evaluator's tracker and
+    score them with its metrics against the planner's forecast."""
+    from evaluators.epdms.planning import score_target_states
 
     from irlvla_bench.io.scoring_case import parse_case
 
-    case = _planning_case(problem)
-    table = score_case(parse_case(case, source="<pdm-closed planning>"), mode="labelling", diagnostics=True)
-    mult = (table["unfiltered_no_at_fault_collisions"] * table["unfiltered_drivable_area_compliance"]
-            * table["unfiltered_driving_direction_compliance"] * table["unfiltered_traffic_light_compliance"]).to_numpy()
-    return _batch_progress_score(mult, table["progress_raw_m"].to_numpy(), table["time_to_collision_within_bound"].to_numpy(),
-                                 table["lane_keeping"].to_numpy())
+    case = parse_case(_planning_case(problem), source="<pdm-closed planning>")
+    scores = score_target_states(case, problem.states[:, :, :3])
+    return _batch_progress_score(scores.multiplicative, scores.progress_m, scores.time_to_collision_within_bound,
+                                 scores.lane_keeping)
 
 
 def geometric_selector(problem: PlanningProblem) -> np.ndarray:
@@ -431,30 +404,10 @@ def geometric_selector(problem: PlanningProblem) -> np.ndarray:
     return _batch_progress_score(mult, progress, np.ones(n), np.ones(n))
 
 
-_FALLBACK_WARNED = False
-
-
-def robust_epdms_selector(problem: PlanningProblem) -> np.ndarray:
-    """``epdms_selector``, falling back to ``geometric_selector`` (with one warning) if the evaluator fails."""
-    global _FALLBACK_WARNED
-    try:
-        return epdms_selector(problem)
-    except Exception as exc:  # the evaluator is a separate component; a bug there must not stop caching
-        if not _FALLBACK_WARNED:
-            import warnings
-
-            warnings.warn(f"PDM-Closed: evaluators.epdms failed ({type(exc).__name__}: {exc}); "
-                          "using the geometric selector", RuntimeWarning, stacklevel=2)
-            _FALLBACK_WARNED = True
-        return geometric_selector(problem)
-
-
 def default_selector() -> Selector:
-    try:
-        import evaluators.epdms  # noqa: F401
-    except ImportError:
-        return geometric_selector
-    return robust_epdms_selector
+    """The exact evaluator ships in the same distribution; ``geometric_selector`` stays available by name for
+    users who want the dependency-free approximation, but is never substituted silently for a failure."""
+    return epdms_selector
 
 
 @dataclass(frozen=True)

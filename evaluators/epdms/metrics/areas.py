@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from evaluators.epdms.geometry import CELL_BOUNDARY, CELL_INSIDE, cell_of, point_in_polygon
+from evaluators.epdms.geometry import CELL_BOUNDARY, CELL_INSIDE, cell_of, cell_state, point_in_polygon
 from evaluators.epdms.scene import KIND_DRIVABLE, KIND_INTERSECTION, KIND_LANE, KIND_ON_ROUTE
 
 # Column order of the flags array.
@@ -48,7 +48,9 @@ def ego_area_flags(coords, kinds, origin, cell, states, bbox, swap, bucket_lo, b
                             continue
                         # The grid answers for cells away from the boundary; only the rest need the ray test
                         # (checked here, not in a callee: numba calls with a dozen array arguments are costly).
-                        state = states[p, cells[c, 0], cells[c, 1]]
+                        state = cell_state(states, p, cells[c, 0], cells[c, 1], origin, cell, bbox, swap,
+                                           bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
+                                           bucket_items, edges)
                         if state == CELL_INSIDE or (state == CELL_BOUNDARY and point_in_polygon(
                                 coords[r, t, c, 0], coords[r, t, c, 1], p, bbox, swap, bucket_lo, bucket_inv,
                                 bucket_count, bucket_base, bucket_ptr, bucket_items, edges)):
@@ -61,7 +63,11 @@ def ego_area_flags(coords, kinds, origin, cell, states, bbox, swap, bucket_lo, b
                         if inside == 4:
                             lane_holds_all = True
                 if needs_center and not (center_on_route and center_in_intersection):
-                    state = states[p, cells[CENTER, 0], cells[CENTER, 1]] if cells[CENTER, 0] >= 0 else 0
+                    state = 0
+                    if cells[CENTER, 0] >= 0:
+                        state = cell_state(states, p, cells[CENTER, 0], cells[CENTER, 1], origin, cell, bbox, swap,
+                                           bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
+                                           bucket_items, edges)
                     if state == CELL_INSIDE or (state == CELL_BOUNDARY and point_in_polygon(
                             coords[r, t, CENTER, 0], coords[r, t, CENTER, 1], p, bbox, swap, bucket_lo, bucket_inv,
                             bucket_count, bucket_base, bucket_ptr, bucket_items, edges)):
