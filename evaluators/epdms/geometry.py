@@ -526,22 +526,24 @@ class CellGrid:
     cell: float
     shape: tuple[int, int]  # (nx, ny)
     states: np.ndarray  # (P, nx, ny) int8, CELL_UNKNOWN until first asked
+    ready: np.ndarray  # (nx, ny) bool: every polygon's state of this cell is known
 
     @property
     def arrays(self) -> tuple:
-        return (self.origin, self.cell, self.states)
+        return (self.origin, self.cell, self.states, self.ready)
 
     @classmethod
     def build(cls, polygons: PolygonSet, cell: float = 1.0, max_cells: int = 4_000_000) -> "CellGrid":
         num = len(polygons)
         if num == 0:
-            return cls(np.zeros(2), cell, (1, 1), np.zeros((0, 1, 1), dtype=np.int8))
+            return cls(np.zeros(2), cell, (1, 1), np.zeros((0, 1, 1), dtype=np.int8), np.ones((1, 1), dtype=np.bool_))
         lo = polygons.bbox[:, :2].min(axis=0) - cell
         hi = polygons.bbox[:, 2:].max(axis=0) + cell
         while np.prod(np.ceil((hi - lo) / cell)) * num > max_cells:
             cell *= 2.0
         nx, ny = (int(v) for v in np.ceil((hi - lo) / cell))
-        return cls(lo, float(cell), (nx, ny), np.full((num, nx, ny), CELL_UNKNOWN, dtype=np.int8))
+        return cls(lo, float(cell), (nx, ny), np.full((num, nx, ny), CELL_UNKNOWN, dtype=np.int8),
+                   np.zeros((nx, ny), dtype=np.bool_))
 
 
 @njit(cache=True, error_model="numpy")
@@ -577,15 +579,22 @@ def _classify_cell(p, i, j, origin, cell, bbox, swap, bucket_lo, bucket_inv, buc
     return CELL_OUTSIDE
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def cell_state(states, p, i, j, origin, cell, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
-               bucket_ptr, bucket_items, edges):
-    state = states[p, i, j]
-    if state == CELL_UNKNOWN:
-        state = _classify_cell(p, i, j, origin, cell, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
-                               bucket_ptr, bucket_items, edges)
-        states[p, i, j] = state
-    return state
+@njit(cache=True, error_model="numpy")
+def classify_cells(points, origin, cell, states, ready, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
+                   bucket_ptr, bucket_items, edges):
+    """Make the cells of ``points`` (N, 2) ready. Kept out of the point-test kernels: a rarely taken call with a
+    dozen array arguments inside their hot loop slows every iteration down, taken or not."""
+    nx, ny = states.shape[1], states.shape[2]
+    for n in range(points.shape[0]):
+        i = int(np.floor((points[n, 0] - origin[0]) / cell))
+        j = int(np.floor((points[n, 1] - origin[1]) / cell))
+        if i < 0 or j < 0 or i >= nx or j >= ny or ready[i, j]:
+            continue
+        for p in range(states.shape[0]):
+            if states[p, i, j] == CELL_UNKNOWN:
+                states[p, i, j] = _classify_cell(p, i, j, origin, cell, bbox, swap, bucket_lo, bucket_inv,
+                                                 bucket_count, bucket_base, bucket_ptr, bucket_items, edges)
+        ready[i, j] = True
 
 
 @njit(cache=True, error_model="numpy", inline="always")

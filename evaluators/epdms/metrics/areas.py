@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from evaluators.epdms.geometry import CELL_BOUNDARY, CELL_INSIDE, cell_of, cell_state, point_in_polygon
+from evaluators.epdms.geometry import CELL_BOUNDARY, CELL_INSIDE, cell_of, classify_cells, point_in_polygon
 from evaluators.epdms.scene import KIND_DRIVABLE, KIND_INTERSECTION, KIND_LANE, KIND_ON_ROUTE
 
 # Column order of the flags array.
@@ -20,10 +20,15 @@ MULTIPLE_LANES, NON_DRIVABLE, ONCOMING, CENTER_IN_INTERSECTION = 0, 1, 2, 3
 CENTER = 4  # index of the centre in the (FL, RL, RR, FR, centre) coordinate array
 
 
-@njit(cache=True, error_model="numpy")
-def ego_area_flags(coords, kinds, origin, cell, states, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base,
-                   bucket_ptr, bucket_items, edges):
+def ego_area_flags(coords, kinds, origin, cell, states, ready, *polygons):
     """(R, T, 5, 2) ego coordinates -> (R, T, 4) bool flags (see module docstring)."""
+    classify_cells(np.ascontiguousarray(coords).reshape(-1, 2), origin, cell, states, ready, *polygons)
+    return _ego_area_flags(coords, kinds, origin, cell, states, *polygons)
+
+
+@njit(cache=True, error_model="numpy")
+def _ego_area_flags(coords, kinds, origin, cell, states, bbox, swap, bucket_lo, bucket_inv, bucket_count,
+                    bucket_base, bucket_ptr, bucket_items, edges):
     num_rows, num_steps = coords.shape[0], coords.shape[1]
     flags = np.zeros((num_rows, num_steps, 4), dtype=np.bool_)
     num_polygons = kinds.shape[0]
@@ -48,9 +53,7 @@ def ego_area_flags(coords, kinds, origin, cell, states, bbox, swap, bucket_lo, b
                             continue
                         # The grid answers for cells away from the boundary; only the rest need the ray test
                         # (checked here, not in a callee: numba calls with a dozen array arguments are costly).
-                        state = cell_state(states, p, cells[c, 0], cells[c, 1], origin, cell, bbox, swap,
-                                           bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
-                                           bucket_items, edges)
+                        state = states[p, cells[c, 0], cells[c, 1]]
                         if state == CELL_INSIDE or (state == CELL_BOUNDARY and point_in_polygon(
                                 coords[r, t, c, 0], coords[r, t, c, 1], p, bbox, swap, bucket_lo, bucket_inv,
                                 bucket_count, bucket_base, bucket_ptr, bucket_items, edges)):
@@ -63,11 +66,7 @@ def ego_area_flags(coords, kinds, origin, cell, states, bbox, swap, bucket_lo, b
                         if inside == 4:
                             lane_holds_all = True
                 if needs_center and not (center_on_route and center_in_intersection):
-                    state = 0
-                    if cells[CENTER, 0] >= 0:
-                        state = cell_state(states, p, cells[CENTER, 0], cells[CENTER, 1], origin, cell, bbox, swap,
-                                           bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
-                                           bucket_items, edges)
+                    state = states[p, cells[CENTER, 0], cells[CENTER, 1]] if cells[CENTER, 0] >= 0 else 0
                     if state == CELL_INSIDE or (state == CELL_BOUNDARY and point_in_polygon(
                             coords[r, t, CENTER, 0], coords[r, t, CENTER, 1], p, bbox, swap, bucket_lo, bucket_inv,
                             bucket_count, bucket_base, bucket_ptr, bucket_items, edges)):
