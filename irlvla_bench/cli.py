@@ -130,6 +130,12 @@ def _mount_subcommands() -> None:
     from irlvla_bench.train_cli import app as train_app
 
     app.add_typer(train_app, name="train", help="Train the baseline MLP, the IL policy, the RWM and PPO.")
+    from leaderboard.cli import app as leaderboard_app
+
+    app.add_typer(leaderboard_app, name="leaderboard", help="Leaderboard of evaluation summaries (SQLite): add, show, export.")
+    from reports.cli import app as reports_app
+
+    app.add_typer(reports_app, name="report", help="Reports over evaluations: regression comparison, RWM fidelity.")
 
 
 _mount_subcommands()
