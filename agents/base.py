@@ -30,6 +30,18 @@ class TrajectoryError(ValueError):
     """An agent returned something that is not a valid trajectory."""
 
 
+class TrajectoryShapeError(TrajectoryError):
+    """Wrong number of poses or wrong pose size (the contract checker reports it as such)."""
+
+
+class TrajectoryValueError(TrajectoryError):
+    """NaN or inf in the poses."""
+
+
+class CheckpointRequiredError(ValueError):
+    """A trainable agent was built without the checkpoint it needs (``make_agent("NAME:CHECKPOINT")``)."""
+
+
 @dataclass(frozen=True)
 class Trajectory:
     """``poses`` (8, 3): ego-frame x [m], y [m], heading [rad] at 0.5 s, 1.0 s, ..., 4.0 s."""
@@ -40,10 +52,10 @@ class Trajectory:
     def __post_init__(self) -> None:
         poses = np.asarray(self.poses, dtype=np.float64)
         if poses.shape != (NUM_POSES, 3):
-            raise TrajectoryError(f"trajectory poses must have shape ({NUM_POSES}, 3), got {poses.shape}")
+            raise TrajectoryShapeError(f"trajectory poses must have shape ({NUM_POSES}, 3), got {poses.shape}")
         if not np.isfinite(poses).all():
             bad = sorted({int(i) for i in np.argwhere(~np.isfinite(poses))[:, 0]})
-            raise TrajectoryError(f"trajectory poses contain NaN or inf at pose indices {bad}")
+            raise TrajectoryValueError(f"trajectory poses contain NaN or inf at pose indices {bad}")
         if self.interval_s != POSE_INTERVAL_S:
             raise TrajectoryError(f"trajectory interval must be {POSE_INTERVAL_S} s, got {self.interval_s}")
         poses.setflags(write=False)
@@ -112,6 +124,41 @@ class AgentInput:
     @property
     def current(self) -> EgoStatus:
         return self.ego_statuses[-1]
+
+
+def restrict_input(agent_input: AgentInput, sensors: SensorConfig, *, privileged: bool) -> AgentInput:
+    """The part of a richer input that an agent with ``sensors`` is entitled to see.
+
+    Keeps the last ``sensors.history_frames`` ego statuses (poses stay relative to the current frame, which is
+    still the last one), the requested cameras and LiDAR at the requested frames only, and the privileged case
+    only for privileged agents. Asking for something the input does not hold is a ``ValueError``: filling it in
+    silently would hide a bug in whoever built the input.
+    """
+    n = sensors.history_frames
+    have = len(agent_input.ego_statuses)
+    if have < n:
+        raise ValueError(f"{agent_input.token}: the agent requests {n} history frames, the input has {have}")
+    cams_src, lidars_src = agent_input.cameras[have - n:], agent_input.lidars[have - n:]
+    wanted = set(sensors.frames_with_sensors)
+    cameras: list[Mapping[str, CameraImage]] = []
+    lidars: list[np.ndarray | None] = []
+    for i in range(n):
+        if i not in wanted:
+            cameras.append({})
+            lidars.append(None)
+            continue
+        missing = [c for c in sensors.cameras if c not in cams_src[i]]
+        if missing:
+            raise ValueError(f"{agent_input.token}: history frame {i} has no image for cameras {missing}")
+        cameras.append({c: cams_src[i][c] for c in sensors.cameras})
+        if sensors.lidar and lidars_src[i] is None:
+            raise ValueError(f"{agent_input.token}: history frame {i} has no LiDAR point cloud")
+        lidars.append(lidars_src[i] if sensors.lidar else None)
+    if privileged and agent_input.privileged is None:
+        raise ValueError(f"{agent_input.token}: a privileged agent needs the scoring case in AgentInput.privileged")
+    return AgentInput(token=agent_input.token, ego_statuses=tuple(agent_input.ego_statuses[have - n:]),
+                      cameras=tuple(cameras), lidars=tuple(lidars),
+                      privileged=agent_input.privileged if privileged else None, extras=agent_input.extras)
 
 
 class Agent:
