@@ -130,6 +130,9 @@ def _mount_subcommands() -> None:
     from irlvla_bench.train_cli import app as train_app
 
     app.add_typer(train_app, name="train", help="Train the baseline MLP, the IL policy, the RWM and PPO.")
+    from irlvla_bench.eval_cli import register as register_evaluation
+
+    register_evaluation(app)
     from leaderboard.cli import app as leaderboard_app
 
     app.add_typer(leaderboard_app, name="leaderboard", help="Leaderboard of evaluation summaries (SQLite): add, show, export.")

@@ -126,27 +126,17 @@ def _run_local(refs, maps_root, out_dir, overwrite, tick) -> list[TokenOutcome]:
 
 
 def _run_ray(refs, maps_root, out_dir, overwrite, workers: int, tick, batch_size: int) -> list[TokenOutcome]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
+    from irlvla_bench.parallel import map_batches
 
-    started_here = False
-    if not ray.is_initialized():
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-        started_here = True
-    try:
-        remote = ray.remote(num_cpus=1)(cache_batch)
-        batches = [refs[i:i + batch_size] for i in range(0, len(refs), batch_size)]
-        pending = {remote.remote(b, maps_root, out_dir, overwrite): len(b) for b in batches}
-        outcomes: list[TokenOutcome] = []
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                outcomes.extend(ray.get(ref))
-                tick(pending.pop(ref))
-        return outcomes
-    finally:
-        if started_here:
-            ray.shutdown()
+    batches = [refs[i:i + batch_size] for i in range(0, len(refs), batch_size)]
+    outcomes: list[TokenOutcome] = []
+
+    def on_batch(results: list[TokenOutcome], size: int) -> None:
+        outcomes.extend(results)
+        tick(size)
+
+    map_batches(cache_batch, batches, (maps_root, out_dir, overwrite), workers=workers, on_batch=on_batch)
+    return outcomes
 
 
 def cache_split(data_root: str | Path, split: str | SplitSpec, out_dir: str | Path, *, workers: int = 1,
