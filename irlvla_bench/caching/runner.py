@@ -215,11 +215,14 @@ def write_groups(out: Path, spec: SplitSpec, available: dict[str, TokenOutcome])
         needed = [now, prev] + [t for pair in pairs for t in pair]
         if not all(t in available for t in needed):
             continue
+        path = out / "groups" / f"{now}{CASE_SUFFIX}"
+        if path.exists() and all(available[t].status == "skipped" for t in needed):
+            count += 1  # written by an earlier run from these very case files (atomic: exists => complete)
+            continue
         frames = [read_json(available[t].path) for t in dict.fromkeys(needed)]
         group = {"schema": GROUP_SCHEMA, "group_id": f"{spec.name}_{now}",
                  "mappings": [{"now": now, "prev": prev, "second_stage": [list(p) for p in pairs]}],
                  "frames": frames}
-        path = out / "groups" / f"{now}{CASE_SUFFIX}"
         parse_group(group, source=str(path))
         _write_json_gz(path, group)
         count += 1
