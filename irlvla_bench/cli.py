@@ -116,6 +116,31 @@ def demo(out: Optional[Path] = typer.Option(None, "--out", help="Keep the exampl
     console.print(f"cases and results in {folder}")
 
 
+@app.command()
+def pipeline(
+    preset: str = typer.Option("default", "--preset", help="default (2 CPU cores, ~10 min) or full (GPU-sized)."),
+    out: Path = typer.Option(Path("runs/pipeline"), "--out", help="Output folder; finished stages are skipped."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray workers for caching and evaluation."),
+) -> None:
+    """Everything: world, cache, IL, labels, RWM, fidelity, PPO, evaluation, comparison, leaderboard, index."""
+    from irlvla_bench.pipeline import pipeline_preset
+    from irlvla_bench.pipeline.run import run_pipeline
+
+    try:
+        config = pipeline_preset(preset, **({"workers": workers} if workers else {}))
+    except ValueError as exc:
+        _fail(str(exc))
+    results = run_pipeline(out, config, log=lambda line: err_console.print(line, highlight=False, markup=False))
+    table = Table(title=f"pipeline {preset}: {out}")
+    for column in ("stage", "status", "seconds", "result"):
+        table.add_column(column)
+    for result in results.values():
+        shown = {k: v for k, v in result.details.items() if k in ("epdms", "top", "cached", "final_loss", "path")}
+        table.add_row(result.name, "skipped" if result.skipped else "ran", f"{result.seconds:.1f}", str(shown))
+    console.print(table)
+    console.print(f"open {Path(out) / 'index.html'}")
+
+
 def _mount_subcommands() -> None:
     from evaluators.bench2drive.cli import app as bench2drive_app
 
