@@ -61,7 +61,9 @@ def interpolate_objects(scene: SceneData) -> list[list[dict]]:
                 continue
             frames[f].append({"token": token, "type": name, "box": [float(x) for x in box],
                               "velocity": [float(vel[0]), float(vel[1])]})
-    return frames
+    # nuPlan's TrackedObjects keeps every frame sorted by type (stable): the order NAVSIM's metric cache has,
+    # which order-sensitive consumers (the reactive IDM agents) see.
+    return [sorted(frame, key=lambda o: TYPE_ORDER.get(o["type"], 99)) for frame in frames]
 
 
 def red_connectors_per_frame(scene: SceneData, allowed: set[str]) -> list[list[str]]:
