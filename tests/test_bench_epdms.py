@@ -28,3 +28,12 @@ def test_bench_labelling_mode_1024(benchmark, lead_case):
     case = lead_case.with_proposals(Proposals(ids=tuple(map(str, range(1024))), poses=poses))
     scores = benchmark(score_frame, case, mode="labelling")
     assert scores.score_single_frame.shape == (1024,)
+
+
+def test_bench_idm_labelling_mode_256(benchmark, lead_case):
+    rng = np.random.default_rng(2)
+    pick = rng.integers(0, len(lead_case.proposals), 256)
+    poses = lead_case.proposals.poses[pick] + rng.normal(0, 0.2, (256, 8, 3)) * np.array([1.0, 1.0, 0.01])
+    case = lead_case.with_proposals(Proposals(ids=tuple(map(str, range(256))), poses=poses))
+    scores = benchmark(score_frame, case, mode="labelling", traffic="idm")
+    assert scores.score_single_frame.shape == (256,)

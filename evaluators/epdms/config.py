@@ -45,6 +45,29 @@ class ExtendedComfortThresholds:
 
 
 @dataclass(frozen=True)
+class IDMConfig:
+    """NAVSIM's reactive traffic (``navsim_IDM_traffic_agents.yaml`` over nuPlan's IDM agents) and the GEOS
+    constants of the shapely buffers its agents use to find their leader (they decide which agent is ahead)."""
+
+    target_velocity: float = 10.0  # m/s, a lane without speed limit
+    min_gap_to_lead_agent: float = 1.0  # m
+    headway_time: float = 1.5  # s, also stretches each agent's projected footprint by v * headway
+    accel_max: float = 1.0  # m/s^2
+    decel_max: float = 2.0  # m/s^2 (positive)
+    acceleration_exponent: float = 4.0  # IDM's delta
+    step_s: float = 0.1  # the agents' Euler step (NAVSIM's fixed tspan)
+    radius_m: float = 100.0  # agents farther than this from the (lagged) ego rear axle are dropped for good
+    snap_threshold_m: float = 3.0  # idm_snap_threshold: farther from the lane baseline -> not simulated
+    parked_speed: float = 0.1  # m/s, below it an unsimulated vehicle counts as stationary (parked)
+    heading_lookahead_m: float = 0.5  # nuPlan's polyline heading: direction to the point 0.5 m further on
+    repeated_progress_atol: float = 1e-8  # np.isclose(diff, 0) in create_path_from_se2 drops such vertices
+    # shapely ``buffer(width / 2, cap_style=flat)`` of the agents' paths (GEOS OffsetSegmentGenerator)
+    buffer_quadrant_segments: int = 16
+    buffer_separation_factor: float = 1e-3  # outside turns with offset ends this close (x distance) get no join
+    buffer_vertex_snap_factor: float = 1e-6  # curve points this close (x distance) are merged
+
+
+@dataclass(frozen=True)
 class EPDMSConfig:
     # weighted metrics (NAVSIM WeightedMetricIndex order: EP, TTC, LK, HC, EC)
     progress_weight: float = 5.0
@@ -82,6 +105,7 @@ class EPDMSConfig:
 
     comfort: ComfortBounds = field(default_factory=ComfortBounds)
     extended_comfort: ExtendedComfortThresholds = field(default_factory=ExtendedComfortThresholds)
+    idm: IDMConfig = field(default_factory=IDMConfig)
 
     # pseudo-closed-loop weights of second-stage frames: exp(-d^2 / (2 sigma^2))
     gaussian_sigma_squared: float = 0.1

@@ -4,7 +4,9 @@ One code path serves both modes:
 * ``submission``: each proposal is scored as its own NAVSIM submission (batch [PDM reference, proposal], its
   own human-filter pass), exactly as ``navsim.evaluate.pdm_score`` does;
 * ``labelling``: all proposals of the scene in one batch, the reference and the human trajectory simulated
-  and scored once (when the traffic does not react to the ego) and shared.
+  and scored once (when the traffic does not react to the ego) and shared. Reactive traffic (``idm``) rolls
+  out once per proposal, the reference is scored against each proposal's traffic, and batches are capped at
+  ``REACTIVE_ROWS_PER_BATCH`` proposals to bound the per-row observations' memory.
 Every row is computed independently of the others, so both modes give identical numbers per proposal.
 """
 
@@ -28,6 +30,10 @@ from evaluators.epdms.traffic import Observation, TrafficPolicy, get_policy
 from irlvla_bench.types import StateIndex, ScoringCase
 
 MODES = ("submission", "labelling")
+# Reactive traffic gives every row its own observation (41 frames x objects x box); labelling mode scores such
+# scenes in batches of this many proposals to bound that memory. Rows are independent, so batching changes no
+# number.
+REACTIVE_ROWS_PER_BATCH = 256
 # NAVSIM hard-wires the Pacifica in its tracker, whatever vehicle the case names.
 _TRACKER = simulation.TrackerConfig()
 
@@ -320,6 +326,9 @@ def score_frame(case: ScoringCase, *, traffic: str | TrafficPolicy = "log_replay
     num = len(case.proposals)
     cache: dict = {}
     if mode == "labelling":
+        if policy.reacts_to_ego and num > REACTIVE_ROWS_PER_BATCH:
+            batches = np.array_split(np.arange(num), -(-num // REACTIVE_ROWS_PER_BATCH))
+            return _concat([_score_batch(scene, rows, policy, cache) for rows in batches])
         return _score_batch(scene, np.arange(num), policy, cache)
     return _concat([_score_batch(scene, np.array([i]), policy, cache) for i in range(num)])
 
