@@ -126,7 +126,7 @@ class AgentInput:
         return self.ego_statuses[-1]
 
 
-def restrict_input(agent_input: AgentInput, sensors: SensorConfig, *, privileged: bool) -> AgentInput:
+def restrict_input(agent_input: AgentInput, sensors: SensorConfig, *, privileged: bool = False) -> AgentInput:
     """The part of a richer input that an agent with ``sensors`` is entitled to see.
 
     Keeps the last ``sensors.history_frames`` ego statuses (poses stay relative to the current frame, which is

@@ -158,6 +158,9 @@ def _mount_subcommands() -> None:
     from irlvla_bench.eval_cli import register as register_evaluation
 
     register_evaluation(app)
+    from irlvla_bench.label_cli import register as register_labelling
+
+    register_labelling(app)
     from leaderboard.cli import app as leaderboard_app
 
     app.add_typer(leaderboard_app, name="leaderboard", help="Leaderboard of evaluation summaries (SQLite): add, show, export.")

@@ -62,3 +62,13 @@ def compare(
     console.print(f"EPDMS (summaries): A {comparison.epdms_a:.4f}, B {comparison.epdms_b:.4f}, "
                   f"delta {comparison.epdms_delta:+.4f}", highlight=False)
     console.print(f"report: {escape(str(files.html))}", highlight=False)
+
+
+def _mount_fidelity() -> None:
+    # The fidelity report lives in its own module (it imports torch only inside its command).
+    from reports.fidelity_cli import register
+
+    register(app)
+
+
+_mount_fidelity()

@@ -17,6 +17,8 @@ from agent_fixtures import world_inputs as shared_world_inputs
 # Agents that cannot be built from their name alone: name -> factory of a checkpoint-backed instance.
 CHECKPOINT_FACTORIES = {
     "ego_mlp": lambda: make_agent(f"ego_mlp:{ego_mlp_checkpoint()}"),
+    "irlvla_rl": lambda: make_agent("irlvla_rl:" + str(
+        __import__("agents.rl.toy", fromlist=["tiny_policy_checkpoint"]).tiny_policy_checkpoint())),
 }
 
 

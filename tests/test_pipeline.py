@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from irlvla_bench.pipeline import PipelineConfig, pipeline_preset
-from irlvla_bench.pipeline.config import WorldStage
+from irlvla_bench.pipeline.config import ILStage, LabelStage, RLStage, RWMStage, WorldStage
 from irlvla_bench.pipeline.run import Stage, run_pipeline, settings_of
 
 
@@ -73,15 +73,23 @@ def test_unknown_preset_is_refused():
 
 
 @pytest.mark.slow
-def test_baseline_pipeline_on_a_tiny_world(tmp_path):
-    config = replace(PipelineConfig(), world=WorldStage(preset="tiny", test_logs=2, train_logs=1, mappings_per_log=1),
-                     baselines=("constant_velocity", "pdm_closed"))
+def test_whole_pipeline_on_a_tiny_world(tmp_path):
+    """Every stage, end to end, with budgets cut to seconds: the wiring, not the numbers, is under test."""
+    config = replace(
+        PipelineConfig(), world=WorldStage(preset="tiny", test_logs=2, train_logs=2, mappings_per_log=1),
+        il=ILStage(time_budget_s=20, epochs=1), labels=LabelStage(vocabulary=32, perturbations=8),
+        rwm=RWMStage(preset="tiny", steps=20), rl=RLStage(iterations=1, scenes_per_iteration=4), bootstrap=200)
     results = run_pipeline(tmp_path, config, log=lambda _: None)
     board = results["leaderboard"].details
-    assert board["entries"] == 2 and board["top"] == "pdm_closed"
-    summary = json.loads((tmp_path / "eval" / "pdm_closed" / "summary.json").read_text())
-    assert summary["aggregation"] == "two_stage" and summary["num_failed"] == 0
+    assert board["entries"] == len(config.baselines) + 2
+    for agent in ("pdm_closed", "irlvla_il", "irlvla_rl"):
+        summary = json.loads((tmp_path / "eval" / agent / "summary.json").read_text())
+        assert summary["aggregation"] == "two_stage" and summary["num_failed"] == 0
     index = (tmp_path / "index.html").read_text()
-    assert "reports/leaderboard/leaderboard.html" in index
+    for page in ("reports/leaderboard/leaderboard.html", "reports/fidelity/fidelity.html",
+                 "reports/compare_il_rl/index.html"):
+        assert page in index
+    figures = sorted((tmp_path / "reports").rglob("*.png"))
+    assert figures and all(f.relative_to(tmp_path).as_posix() in index for f in figures)
     again = run_pipeline(tmp_path, config, log=lambda _: None)
     assert all(r.skipped for r in again.values())

@@ -18,7 +18,8 @@ class WorldStage:
 @dataclass(frozen=True)
 class ILStage:
     config: str = "small"
-    max_steps: int = 600
+    time_budget_s: float = 150.0  # training stops with a usable checkpoint after this long
+    epochs: int = 0  # 0: the config's own
     seed: int = 0
 
 
@@ -26,20 +27,23 @@ class ILStage:
 class LabelStage:
     vocabulary: int = 256
     perturbations: int = 64
-    policy_samples: int = 16
+    policy_samples: int = 0  # IL-policy samples per scene (costs an IL forward pass per scene)
 
 
 @dataclass(frozen=True)
 class RWMStage:
+    preset: str = "default"
     encoder: str = "raster"
-    epochs: int = 8
+    steps: int = 400
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class RLStage:
-    iterations: int = 40
+    iterations: int = 12
     reward: str = "rwm"
+    scenes_per_iteration: int = 16
+    samples_per_scene: int = 2
     seed: int = 0
 
 
@@ -67,10 +71,10 @@ PIPELINE_PRESETS: dict[str, PipelineConfig] = {
     "full": PipelineConfig(
         name="full",
         world=WorldStage(preset="large", test_logs=12, train_logs=48, mappings_per_log=6),
-        il=ILStage(config="full", max_steps=30_000),
+        il=ILStage(config="full", time_budget_s=0.0),
         labels=LabelStage(vocabulary=8192, perturbations=256, policy_samples=64),
-        rwm=RWMStage(encoder="il", epochs=30),
-        rl=RLStage(iterations=500),
+        rwm=RWMStage(encoder="il", steps=20_000),
+        rl=RLStage(iterations=500, scenes_per_iteration=64, samples_per_scene=4),
         traffic="idm",
         workers=8,
     ),

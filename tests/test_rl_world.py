@@ -1,0 +1,194 @@
+"""PPO's data side (agents/rl/world.py, rewards.py), the end-to-end run from checkpoints and its CLI, the RL agent
+and the reward-hacking frames, on the tiny generated world of the agent tests."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from agent_fixtures import agent_world
+from agents.rl.rewards import VALUE_NAMES, ExactScorer, RWMScorer, ScoreReward, combine, exact_values, parse_weights
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@lru_cache(maxsize=None)
+def _cases(split: str = "navtrain"):
+    from irlvla_bench.caching import cache_split, load_cached_cases
+
+    folder = agent_world().parent / "metric_cache" / split
+    cache_split(agent_world(), split, folder)
+    return folder, load_cached_cases(folder)
+
+
+def _random_rwm():
+    from agents.rwm.config import preset
+    from agents.rwm.features import raster_channels
+    from agents.rwm.predict import RewardModel
+    from agents.rwm.train import build_model
+
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    return RewardModel(build_model(cfg, len(raster_channels(cfg.encoder.raster))), cfg)
+
+
+def _candidates(n: int = 6) -> np.ndarray:
+    t = 0.5 * np.arange(1, 9)
+    poses = np.zeros((n, 8, 3))
+    poses[:, :, 0] = np.linspace(0.0, 12.0, n)[:, None] * t
+    poses[:, :, 1] = np.linspace(-0.5, 0.5, n)[:, None] * t
+    return poses
+
+
+# ------------------------------------------------------------------------------------------ rewards
+
+
+def test_exact_values_are_the_labels_of_the_rwm():
+    """Same candidates, same numbers as the labeller's rows (the RWM's targets): one definition of the reward."""
+    from irlvla_bench.labelling import CandidateConfig, LabelConfig, label_case, poses_of
+
+    _, cases = _cases()
+    case = cases[0]
+    table = label_case(case, _candidates(4), LabelConfig(candidates=CandidateConfig(perturbations=6)))
+    values = exact_values(case, poses_of(table))
+    for name in VALUE_NAMES:
+        np.testing.assert_allclose(values[name], table[name].to_numpy(dtype=float), rtol=0, atol=1e-12,
+                                   err_msg=name)
+    # The cached-scene path gives the same numbers.
+    scorer = ExactScorer([case])
+    again = scorer.score(0, poses_of(table))
+    np.testing.assert_array_equal(again["epdms"], values["epdms"])
+
+
+def test_reward_combinations():
+    values = {name: np.array([1.0, 0.5]) for name in VALUE_NAMES}
+    values["extended_comfort"] = np.array([np.nan, 0.0])
+    assert combine(values, ()).tolist() == [1.0, 0.5]
+    weights = parse_weights("epdms=1, ego_progress=0.5,extended_comfort=2")
+    assert weights == (("epdms", 1.0), ("ego_progress", 0.5), ("extended_comfort", 2.0))
+    assert combine(values, weights).tolist() == [1.0 + 0.5 + 2.0, 0.5 + 0.25 + 0.0]
+    with pytest.raises(ValueError, match="unknown reward value"):
+        parse_weights("speed=1")
+    with pytest.raises(ValueError, match="NAME=WEIGHT"):
+        parse_weights("epdms")
+
+
+def test_rwm_and_exact_rewards_score_candidate_batches():
+    _, cases = _cases()
+    poses = np.stack([_candidates(5), _candidates(5)[::-1]])  # (2 scenes, 5 candidates, 8, 3)
+    exact = ScoreReward(ExactScorer(cases[:2]))(np.array([0, 1]), poses)
+    assert exact.shape == (2, 5) and np.all((exact >= 0) & (exact <= 1))
+    rwm = RWMScorer(_random_rwm(), cases[:2])
+    predicted = ScoreReward(rwm)(np.array([0, 1]), poses)
+    assert predicted.shape == (2, 5) and np.all((predicted >= 0) & (predicted <= 1))
+    values = rwm.score(1, poses[1])
+    assert set(values) == set(VALUE_NAMES) and all(v.shape == (5,) for v in values.values())
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+@lru_cache(maxsize=None)
+def _trained(tmp_root: str) -> tuple[str, str]:
+    """IL start (random small policy) and a 2-iteration exact-reward PPO run through the CLI."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from agents.rl.toy import tiny_policy_checkpoint
+    from irlvla_bench.cli import app
+
+    il = tiny_policy_checkpoint(tmp_root)
+    out = Path(tmp_root) / "rl"
+    result = CliRunner().invoke(app, ["train", "rl", "--il", str(il), "--data", str(agent_world()), "--out", str(out),
+                                      "--reward", "exact", "--iterations", "2", "--scenes-per-iteration", "4",
+                                      "--cache-dir", str(_cases()[0]), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    return str(il), str(out)
+
+
+def test_cli_run_writes_a_policy_that_loads_as_an_agent_and_resumes(tmp_path_factory):
+    from agents.base import make_agent
+    from agents.contract import contract_inputs
+    from agents.rl.ppo import Args, read_log, run
+
+    il, out = _trained(str(tmp_path_factory.mktemp("rl_e2e")))
+    rows = read_log(f"{out}/log.csv")
+    assert [int(r["iteration"]) for r in rows] == [1, 2]
+    assert all(0.0 <= float(r["executed_exact_epdms"]) <= 1.0 for r in rows)
+    # The policy is an agent; its planner differs from the IL start, its trunk does not.
+    rl_agent = make_agent(f"irlvla_rl:{out}/policy.pt")
+    il_agent = make_agent(f"irlvla_rl:{il}")
+    rl_state, il_state = rl_agent._model.state_dict(), il_agent._model.state_dict()
+    assert any(not torch.equal(rl_state[k], il_state[k]) for k in rl_state if k.startswith("planner."))
+    assert all(torch.equal(rl_state[k], il_state[k]) for k in rl_state if not k.startswith("planner."))
+    inputs = contract_inputs(agent_world(), "navhard_two_stage", max_scenes=2)
+    for agent in (rl_agent, il_agent):
+        agent.seed(0)
+        assert agent.compute_trajectories(inputs)[0].poses.shape == (8, 3)
+    assert rl_agent.payload["meta"]["iterations"] == 2
+    # Resume: two more iterations continue the run.
+    args = Args(il=il, data=str(agent_world()), reward="exact", iterations=4, scenes_per_iteration=4,
+                cache_dir=str(_cases()[0]), threads=1)
+    result = run(args, out, say=lambda msg: None)
+    assert result.resumed_from == 2 and [int(r["iteration"]) for r in result.rows] == [1, 2, 3, 4]
+
+
+def test_cli_errors_are_reported(tmp_path):
+    from typer.testing import CliRunner
+
+    from irlvla_bench.cli import app
+
+    result = CliRunner().invoke(app, ["train", "rl", "--il", str(tmp_path / "missing.pt"), "--data",
+                                      str(agent_world()), "--out", str(tmp_path / "o"), "--reward", "rwm"])
+    assert result.exit_code == 2 and "needs Args.rwm" in result.output
+
+
+def test_hacking_frames_for_two_policies(tmp_path_factory):
+    from agents.rl.hacking import cached_cases, hacking_frames, policy_poses, write_hacking
+    from irlvla_bench.caching import cache_split
+
+    il, out = _trained(str(tmp_path_factory.mktemp("rl_e2e")))
+    cache = agent_world().parent / "metric_cache" / "navhard_two_stage"
+    cache_split(agent_world(), "navhard_two_stage", cache)
+    poses_il = policy_poses(il, agent_world(), "navhard_two_stage")
+    poses_rl = policy_poses(f"{out}/policy.pt", agent_world(), "navhard_two_stage")
+    assert set(poses_il) == set(poses_rl) and len(poses_il) >= 2
+    frames = hacking_frames(poses_il, poses_rl, cached_cases(cache, list(poses_il)), _random_rwm())
+    for frame in (frames.rwm_a, frames.rwm_b, frames.exact_a, frames.exact_b):
+        assert list(frame.columns) == list(VALUE_NAMES) and frame.index.name == "token"
+        assert sorted(frame.index) == sorted(poses_il)
+    table = write_hacking(frames, tmp_path_factory.mktemp("hacking"))
+    assert list(table.index) == list(VALUE_NAMES)
+    exact_gain = frames.exact_b["epdms"].mean() - frames.exact_a["epdms"].mean()
+    assert table.loc["epdms", "exact_gain"] == pytest.approx(exact_gain, abs=1e-12)
+    assert isinstance(table, pd.DataFrame)
+
+
+def test_il_sampler_for_the_labeller(monkeypatch, tmp_path):
+    from agents.rl import samplers
+    from agents.rl.toy import tiny_policy_checkpoint
+    from irlvla_bench.labelling import CandidateConfig, LabelConfig, label_case
+
+    _, cases = _cases()
+    monkeypatch.setenv(samplers.ENV_CHECKPOINT, str(tiny_policy_checkpoint(str(tmp_path))))
+    monkeypatch.setenv(samplers.ENV_DATA, str(agent_world()))
+    monkeypatch.setenv(samplers.ENV_SPLIT, "navtrain")
+    a = samplers.il_sampler(cases[0], 25, 3)  # more than K = 20: two chains
+    assert a.shape == (25, 8, 3) and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, samplers.il_sampler(cases[0], 25, 3))
+    assert not np.array_equal(a, samplers.il_sampler(cases[0], 25, 4))
+    config = LabelConfig(candidates=CandidateConfig(perturbations=2, il_samples=5,
+                                                    il_sampler="agents.rl.samplers:il_sampler"))
+    table = label_case(cases[0], _candidates(2), config)
+    assert (table["source"] == "il").sum() == 5
