@@ -314,7 +314,11 @@ def _tables(numbers: dict) -> list[tuple[str, list[str], list[list[str]]]]:
 def to_markdown(numbers: dict, meta: dict, figures: Sequence[Path]) -> str:
     lines = ["# Reward world model fidelity", "", f"RWM `{meta.get('rwm', '')}` against the exact EPDMS labels of "
              f"{', '.join(f'`{d}`' for d in meta.get('labels', []))} ({numbers['overall']['scenes']} held-out scenes, "
-             f"{numbers['overall']['rows']} candidates).", ""]
+             f"{numbers['overall']['rows']} candidates).", "",
+             f"Encoder `{meta.get('encoder')}`, object forecasts `{meta.get('object_motion')}`, "
+             f"{meta.get('train_steps')} training steps, expert-preference weight {meta.get('preference_weight')}.",
+             "Sub-metrics are judged after the human filter as 'pass (== 1) vs not' with the predicted probability "
+             "of passing; EPDMS includes EC (against the expert's previous plan) with the evaluator's weights.", ""]
     for title, header, rows in _tables(numbers):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -385,6 +389,9 @@ def build_fidelity_report(rwm_checkpoint: str | Path, label_dirs: Sequence[str |
     table = predict_table(rwm, label_dirs, progress=progress, max_scenes=max_scenes)
     throughput = measure_throughput(rwm, label_dirs, scenes=throughput_scenes) if throughput_scenes else {}
     numbers = fidelity_numbers(table, throughput)
-    meta = {"rwm": str(rwm_checkpoint), "labels": [str(d) for d in label_dirs], "encoder": rwm.config.encoder.kind}
+    cfg = rwm.config
+    meta = {"rwm": str(rwm_checkpoint), "labels": [str(d) for d in label_dirs], "encoder": cfg.encoder.kind,
+            "object_motion": cfg.encoder.raster.object_motion if cfg.encoder.kind == "raster" else None,
+            "train_steps": cfg.train.steps, "preference_weight": cfg.loss.preference}
     files = write_fidelity_report(numbers, table, out_dir, meta)
     return FidelityResult(numbers, files)

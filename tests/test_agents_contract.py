@@ -19,6 +19,7 @@ CHECKPOINT_FACTORIES = {
     "ego_mlp": lambda: make_agent(f"ego_mlp:{ego_mlp_checkpoint()}"),
     "irlvla_rl": lambda: make_agent("irlvla_rl:" + str(
         __import__("agents.rl.toy", fromlist=["tiny_policy_checkpoint"]).tiny_policy_checkpoint())),
+    "irlvla_il": lambda: make_agent("irlvla_il:" + str(__import__("test_vla_fixtures").trained_run() / "model.pt")),
 }
 
 

@@ -140,8 +140,10 @@ def test_cli_run_writes_a_policy_that_loads_as_an_agent_and_resumes(tmp_path_fac
     # Resume: two more iterations continue the run.
     args = Args(il=il, data=str(agent_world()), reward="exact", iterations=4, scenes_per_iteration=4,
                 cache_dir=str(_cases()[0]), threads=1)
-    result = run(args, out, say=lambda msg: None)
+    messages: list[str] = []
+    result = run(args, out, say=messages.append)
     assert result.resumed_from == 2 and [int(r["iteration"]) for r in result.rows] == [1, 2, 3, 4]
+    assert "(cached, " in messages[0]  # the scene set of the first run was stored beside the metric cache
 
 
 def test_cli_errors_are_reported(tmp_path):

@@ -252,3 +252,30 @@ def test_batched_prediction_matches_per_scene_prediction():
         single = rwm.predict(inputs[i], poses[j], as_frame=False)
         for name in ("epdms", "drivable_area_compliance", "ego_progress"):
             assert np.allclose(batch[name][j], single[name], atol=1e-5), name
+
+
+def test_lane_following_forecast_starts_at_the_box_and_keeps_the_speed():
+    from agents.rwm.motion import forecast
+    from irlvla_bench.io.scoring_case import load_case
+    from irlvla_bench.labelling.label import list_cache
+    from irlvla_bench.types import ObjectType
+
+    checked = 0
+    for entry in list_cache(cached_split("navtest")[0]):
+        case = load_case(entry.path)
+        tracks = case.tracked_objects
+        present = tracks.present[0]
+        boxes, velocities, types = tracks.boxes[0, present], tracks.velocities[0, present], tracks.types[present]
+        moving = (np.hypot(*velocities.T) > 1.0) & (types == int(ObjectType.VEHICLE))
+        if not moving.any():
+            continue
+        times = (0.0, 1.0, 2.0)
+        lane = forecast(case, boxes[moving], velocities[moving], types[moving], times, "lane_following")
+        cv = forecast(case, boxes[moving], velocities[moving], types[moving], times, "constant_velocity")
+        assert np.allclose(cv[0], boxes[moving]) and np.allclose(cv[2, :, :2] - cv[0, :, :2], 2 * velocities[moving])
+        assert np.abs(lane[0, :, :2] - boxes[moving, :2]).max() < 0.5  # starts where the box is
+        step = np.hypot(*(lane[1, :, :2] - lane[0, :, :2]).T)
+        speed = np.hypot(*velocities[moving].T)
+        assert np.all(step <= speed + 1e-6) and np.all(step >= 0.8 * speed)  # along a (possibly curved) lane
+        checked += 1
+    assert checked > 0

@@ -79,9 +79,14 @@ class IRLVLAAgent(Agent):
         choices = [CommandChoice(s, p, "head") for s, p in zip(speed, path)]
         if self.language is not None:
             choices = [self._ask(x, c) for x, c in zip(inputs, choices)]
-            one_hot = (torch.nn.functional.one_hot(torch.tensor([c.speed for c in choices]), len(SPEED_COMMANDS)),
-                       torch.nn.functional.one_hot(torch.tensor([c.path for c in choices]), len(PATH_COMMANDS)))
-            features = self.model.condition(features, tuple(t.float().to(self.device) for t in one_hot))
+            # Language answers become one-hot commands; a fallback row keeps the head's own beliefs, so its plan is
+            # exactly the head backend's (condition() adds nothing where the distribution is unchanged).
+            from_language = torch.tensor([c.source == "language" for c in choices], device=self.device)[:, None]
+            speed_hot = torch.nn.functional.one_hot(torch.tensor([c.speed for c in choices]), len(SPEED_COMMANDS))
+            path_hot = torch.nn.functional.one_hot(torch.tensor([c.path for c in choices]), len(PATH_COMMANDS))
+            commands = (torch.where(from_language, speed_hot.float().to(self.device), features.speed_logits.softmax(-1)),
+                        torch.where(from_language, path_hot.float().to(self.device), features.path_logits.softmax(-1)))
+            features = self.model.condition(features, commands)
         self.last_commands.extend(choices)
         generator = torch.Generator().manual_seed(self._seed)
         plan = self.model.planner.plan(features, generator, seg_logits=features.seg_logits)
