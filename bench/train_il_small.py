@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float, default=None, help="Training budget in seconds (default: "
                                                                         "the small config's 14 min)")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--metric-cache", type=Path, default=None,
+                        help="Metric cache of the split's scoring cases (default OUT/eval/metric_cache)")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +76,8 @@ def main() -> None:
         folder = out / "eval" / name
         if not (folder / "summary.json").exists():
             run(cli + ["evaluate", "--agent", specs[name], "--data", str(data), "--split", "navhard_two_stage",
-                       "--out", str(folder), "--cache", str(out / "eval" / "metric_cache"), "--quiet"], single)
+                       "--out", str(folder), "--cache", str(args.metric_cache or out / "eval" / "metric_cache"),
+                       "--quiet"], single)
         results[name] = json.loads((folder / "summary.json").read_text())
     train_summary = json.loads((il_dir / "train_summary.json").read_text()) if (il_dir / "train_summary.json").exists() \
         else {}
