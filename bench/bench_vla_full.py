@@ -105,7 +105,7 @@ def main() -> None:
         "cameras": len(config.image.cameras), "image": [config.image.height, config.image.width],
         "bev_grid": list(config.bev.grid_shape()), "backbone": config.backbone.arch,
         "backbone_parameters": params["backbone"], "total_parameters": count_parameters(model),
-        "parameters_by_module": params, "loss": float(loss), "finite": bool(torch.isfinite(loss)),
+        "parameters_by_module": params, "loss": float(loss.detach()), "finite": bool(torch.isfinite(loss)),
         "backbone_has_gradients": grads, "seconds_per_step": float(np.mean(times)),
         "samples_per_second": args.batch / float(np.mean(times)),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,

@@ -125,7 +125,7 @@ def stage_rl(root: Path, name: str, data: Path, il: Path, rwm: Path, reward: str
         return policy
     args = Args(il=str(il), rwm=str(rwm), data=str(data), split="navtrain",
                 cache_dir=str(root / "metric_cache" / "navtrain"), seed=a.seed, iterations=a.iterations,
-                threads=a.threads, reward=reward, scenes_per_iteration=a.scenes_per_iteration,
+                threads=a.rl_threads, reward=reward, scenes_per_iteration=a.scenes_per_iteration,
                 samples_per_scene=a.samples_per_scene, learning_rate=a.lr, kl_coef=a.kl_coef, min_std=a.min_std,
                 eval_every=a.eval_every, eval_scenes=64)
     say(f"PPO with the {reward} reward: {a.iterations} iterations")
@@ -167,9 +167,46 @@ def stage_hacking(root: Path, name: str, eval_a: Path, eval_b: Path, rwm: Path):
     return write_hacking(frames, out)
 
 
-def headline(compare_dir: Path) -> dict:
-    data = json.loads((compare_dir / "comparison.json").read_text())
-    return data
+def policy_fidelity(root: Path, data: Path, checkpoints: dict[str, Path], rwm: Path, *, stride: int = 4,
+                    min_std: float = 0.03) -> dict:
+    """RWM vs exact EPDMS on the candidates each policy samples (what PPO asks the RWM to score), on every
+    ``stride``-th held-out navhard frame: correlations, within-scene rank agreement, and the regret of trusting
+    the RWM's favourite candidate (exact EPDMS of the RWM's argmax minus the best exact EPDMS)."""
+    import numpy as np
+    import torch
+    from scipy.stats import pearsonr, spearmanr
+
+    from agents.rl.ppo import select_features
+    from agents.rl.rewards import ExactScorer, RWMScorer
+    from agents.rl.world import cached_scene_set, load_policy_model, sha256_file
+    from agents.rwm.predict import RewardModel
+
+    il = checkpoints["il"]
+    model, _ = load_policy_model(il)
+    scenes, _ = cached_scene_set(model, sha256_file(il), data, "navhard_two_stage",
+                                 root / "metric_cache" / "navhard_two_stage")
+    exact, predicted = ExactScorer(scenes.cases), RWMScorer(RewardModel.load(rwm), scenes.cases)
+    out = {}
+    for name, ckpt in checkpoints.items():
+        policy, _ = load_policy_model(ckpt)
+        e_all, p_all, within, regret = [], [], [], []
+        for i in range(0, len(scenes), stride):
+            with torch.no_grad():
+                sample = policy.planner.sample_with_log_probs(select_features(scenes.features, [i]),
+                                                              torch.Generator().manual_seed(i), min_std=min_std)
+            poses = sample.trajectories[0].double().numpy()
+            e, p = exact.score(i, poses)["epdms"], predicted.score(i, poses)["epdms"]
+            e_all.append(e)
+            p_all.append(p)
+            if e.std() > 0 and p.std() > 0:
+                within.append(spearmanr(e, p)[0])
+            regret.append(float(e[p.argmax()] - e.max()))
+        e, p = np.concatenate(e_all), np.concatenate(p_all)
+        out[name] = {"candidates": int(len(e)), "pearson": float(pearsonr(e, p)[0]),
+                     "spearman": float(spearmanr(e, p)[0]), "within_scene_spearman": float(np.mean(within)),
+                     "mean_exact": float(e.mean()), "mean_predicted": float(p.mean()),
+                     "mae": float(np.abs(e - p).mean()), "rwm_argmax_regret": float(np.mean(regret))}
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -180,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--test-logs", type=int, default=30)
     p.add_argument("--train-logs", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rl-threads", type=int, default=1, help="torch threads of a PPO run")
     p.add_argument("--il-budget", type=float, default=1200.0, help="IL training time budget [s]")
     p.add_argument("--il-epochs", type=int, default=0, help="0: the small config's")
     p.add_argument("--vocabulary", type=int, default=256)
@@ -189,16 +227,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--iterations", type=int, default=150)
     p.add_argument("--scenes-per-iteration", type=int, default=16)
     p.add_argument("--samples-per-scene", type=int, default=2)
-    p.add_argument("--lr", type=float, default=3e-5)
+    p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--kl-coef", type=float, default=0.01)
     p.add_argument("--min-std", type=float, default=0.03)
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--stop-after", default="", help="stop after this stage (data, il, labels, rwm, rl)")
+    p.add_argument("--rl-only", choices=("rwm", "exact"), default=None, help="run only this PPO stage, then stop")
     a = p.parse_args(argv)
     root = a.root.absolute()
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
+    if a.rl_only:
+        # One PPO run alone (e.g. the two reward modes in two processes side by side): the earlier stages must be
+        # complete, never (re)run here, where a second process could be writing them.
+        il, rwm = root / "il" / "model.pt", root / "rwm" / "rwm.pt"
+        needed = [root / "data" / "world.json", il] + ([rwm] if a.rl_only == "rwm" else [])
+        missing = [str(p) for p in needed if not p.exists()]
+        if missing:
+            raise SystemExit(f"--rl-only {a.rl_only}: run the earlier stages first (missing {', '.join(missing)})")
+        stage_rl(root, f"rl_{a.rl_only}", root / "data", il, rwm, a.rl_only, a)
+        return
     data = stage_data(root, a)
     if a.stop_after == "data":
         return
@@ -225,12 +274,44 @@ def main(argv: list[str] | None = None) -> None:
         results["evaluations"][name] = {"epdms": summary.get("epdms"), "metrics": summary.get("metrics")}
     for name in ("rl_rwm", "rl_exact"):
         cmp_dir = stage_compare(root, f"il_vs_{name}", evals["il"], evals[name])
-        results["comparisons"][name] = str(cmp_dir)
+        comparison = json.loads((cmp_dir / "comparison.json").read_text())
+        score = next(r for r in comparison["stats"] if r["metric"] == "score" and r["stage"] == "all")
+        results["comparisons"][name] = {"report": str(cmp_dir), "epdms": comparison["epdms"], "score_all": score}
         table = stage_hacking(root, name, evals["il"], evals[name], rwm)
         results["hacking"][name] = json.loads(table.to_json(orient="index"))
+    results["rwm_fidelity_on_policy_samples"] = policy_fidelity(
+        root, data, {"il": il, "rl_rwm": rl_rwm, "rl_exact": rl_exact}, rwm)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     (root / "results.json").write_text(json.dumps(results, indent=2))
-    say(f"results in {root / 'results.json'}")
+    (root / "results.md").write_text(results_markdown(results))
+    say(f"results in {root / 'results.json'} and {root / 'results.md'}")
+
+
+def results_markdown(results: dict) -> str:
+    lines = ["# IL vs RL on held-out navhard_two_stage (exact EPDMS)", "",
+             "| policy | EPDMS (two-stage) |", "|---|---|"]
+    for name, ev in results["evaluations"].items():
+        lines.append(f"| {name} | {ev['epdms']:.4f} |")
+    lines += ["", "## Paired comparison with IL (token row score, paired bootstrap 95% CI)", "",
+              "| policy | EPDMS delta | mean row-score delta | 95% CI | Wilcoxon p | wins / ties / losses |",
+              "|---|---|---|---|---|---|"]
+    for name, c in results["comparisons"].items():
+        s = c["score_all"]
+        lines.append(f"| {name} | {c['epdms']['delta']:+.4f} | {s['delta']:+.4f} | [{s['ci_low']:+.4f}, "
+                     f"{s['ci_high']:+.4f}] | {s['p_value']:.3g} | {s['wins']} / {s['ties']} / {s['losses']} |")
+    for name, table in results["hacking"].items():
+        lines += ["", f"## Reward hacking check: {name} vs IL (RWM-predicted vs exact gain, per-frame values)", "",
+                  "| metric | predicted gain | exact gain | excess | hacking |", "|---|---|---|---|---|"]
+        for metric, row in table.items():
+            lines.append(f"| {metric} | {row['predicted_gain']:+.4f} | {row['exact_gain']:+.4f} | "
+                         f"{row['excess']:+.4f} | {row['hacking']} |")
+    lines += ["", "## RWM fidelity on each policy's own samples (held-out frames)", "",
+              "| policy | candidates | Pearson | Spearman | within-scene Spearman | MAE | RWM-argmax regret |",
+              "|---|---|---|---|---|---|---|"]
+    for name, f in results["rwm_fidelity_on_policy_samples"].items():
+        lines.append(f"| {name} | {f['candidates']} | {f['pearson']:.3f} | {f['spearman']:.3f} | "
+                     f"{f['within_scene_spearman']:.3f} | {f['mae']:.3f} | {f['rwm_argmax_regret']:+.4f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -79,8 +79,8 @@ def main() -> None:
                        "--out", str(folder), "--cache", str(args.metric_cache or out / "eval" / "metric_cache"),
                        "--quiet"], single)
         results[name] = json.loads((folder / "summary.json").read_text())
-    train_summary = json.loads((il_dir / "train_summary.json").read_text()) if (il_dir / "train_summary.json").exists() \
-        else {}
+    summary_path = il_dir / "train_summary.json"
+    train_summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     print()
     print(f"{'agent':<20}{'EPDMS':>8}{'stage 1':>9}{'stage 2':>9}{'NC':>7}{'DAC':>7}{'DDC':>7}{'LK':>7}{'EP':>7}")
     for name, s in results.items():
@@ -96,8 +96,9 @@ def main() -> None:
             wall, cpu = timing["irlvla_il"]
             print(f"  train il command: {wall:.0f} s wall, {cpu:.0f} s CPU (cache building included)")
         if ev:
-            print(f"  navtest: command accuracy {ev['command_accuracy']:.3f} (speed {ev['speed_command_accuracy']:.3f}, "
-                  f"path {ev['path_command_accuracy']:.3f}), segmentation mIoU {ev['segmentation_miou']:.3f}")
+            print(f"  navtest: command accuracy {ev['command_accuracy']:.3f} "
+                  f"(speed {ev['speed_command_accuracy']:.3f}, path {ev['path_command_accuracy']:.3f}), "
+                  f"segmentation mIoU {ev['segmentation_miou']:.3f}")
             print("  IoU per class: " + ", ".join(f"{k} {v:.3f}" for k, v in ev["segmentation_iou"].items()))
     (out / "bench_summary.json").write_text(json.dumps(
         {"world": WORLD, "epdms": {k: v["epdms"] for k, v in results.items()},

@@ -55,7 +55,8 @@ def test_forward_shapes_and_prediction_columns():
     inputs = load_inputs(store, TINY.encoder)
     model = build_model(TINY, inputs[0].bev.shape[0])
     batch = to_torch(make_batch(store, inputs, np.array([0, 1]), 7, np.random.default_rng(0)))
-    heads = model(model.encode(batch["bev"], batch["ego"]), batch["poses"], batch["previous"], batch["has_previous"])
+    heads = model(model.encode(batch["bev"], batch["ego"]), batch["poses"], batch["states"], batch["previous"],
+                  batch["previous_states"], batch["has_previous"])
     assert heads["no_at_fault_collisions"].shape == (2, 7, 3) and heads["driving_direction_compliance"].shape == (2, 7, 3)
     for name in ("drivable_area_compliance", "traffic_light_compliance", "time_to_collision_within_bound",
                  "lane_keeping", "history_comfort", "extended_comfort", "progress"):
@@ -171,7 +172,8 @@ def test_sensors_encoder_lifts_cameras_and_trains():
     assert np.abs(inputs[0].ego[-4:]).sum() == 1.0  # the driving command is one-hot
     model = build_model(cfg, 4)
     batch = to_torch(make_batch(store, inputs, np.array([0]), 5, np.random.default_rng(0)))
-    heads = model(model.encode(batch["bev"], batch["ego"]), batch["poses"], batch["previous"], batch["has_previous"])
+    heads = model(model.encode(batch["bev"], batch["ego"]), batch["poses"], batch["states"], batch["previous"],
+                  batch["previous_states"], batch["has_previous"])
     assert heads["lane_keeping"].shape == (1, 5)
 
 
@@ -190,7 +192,8 @@ def test_il_encoder_reads_the_policy_features():
     cfg = replace(cfg, encoder=replace(cfg.encoder, il=replace(cfg.encoder.il, grid=grid)))
     model = build_model(cfg, inputs[0].bev.shape[0])
     batch = to_torch(make_batch(store, inputs, np.array([0]), 4, np.random.default_rng(0)))
-    heads = model(model.encode(batch["bev"], batch["ego"]), batch["poses"], batch["previous"], batch["has_previous"])
+    heads = model(model.encode(batch["bev"], batch["ego"]), batch["poses"], batch["states"], batch["previous"],
+                  batch["previous_states"], batch["has_previous"])
     assert torch.isfinite(heads["epdms" if "epdms" in heads else "progress"]).all()
 
 

@@ -162,8 +162,8 @@ def test_augmentation_moves_the_ego_frame_consistently():
     i = int(torch.nonzero(moved)[0])
     # A world point projects to the same pixel through the old and the new camera poses.
     point = torch.tensor([12.0, -3.0, 0.5])
-    new_point = torch.cat([to_new_frame(point[None, None, :2], out_dy(batch, out, i)[0], out_dy(batch, out, i)[1])[0, 0],
-                           point[2:]])
+    dy, dh = out_dy(batch, out, i)
+    new_point = torch.cat([to_new_frame(point[None, None, :2], dy, dh)[0, 0], point[2:]])
     for cam in range(batch["cam2ego"].shape[1]):
         old_c = torch.linalg.inv(batch["cam2ego"][i, cam].double()) @ torch.cat([point, torch.ones(1)]).double()
         new_c = torch.linalg.inv(out["cam2ego"][i, cam].double()) @ torch.cat([new_point, torch.ones(1)]).double()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
 import torch
 from test_vla_fixtures import tiny_config
@@ -169,8 +168,9 @@ def _model_and_inputs(batch: int = 2, seed: int = 0):
     cfg = tiny_config()
     torch.manual_seed(seed)
     model = IRLVLAModel(cfg).eval()
-    anchors = torch.stack([torch.stack([torch.linspace(2, 16, 8) * s, torch.linspace(0, c, 8), torch.linspace(0, c / 8, 8)],
-                                       -1) for s, c in ((1, 0), (2, 0), (1.5, 4), (1.5, -4))])
+    anchors = torch.stack([
+        torch.stack([torch.linspace(2, 16, 8) * s, torch.linspace(0, c, 8), torch.linspace(0, c / 8, 8)], -1)
+        for s, c in ((1, 0), (2, 0), (1.5, 4), (1.5, -4))])
     model.planner.set_anchors(anchors)
     g = torch.Generator().manual_seed(seed)
     n = len(cfg.image.cameras)

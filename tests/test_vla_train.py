@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -132,8 +131,7 @@ train({world!r}, "navtrain", tiny_config(), {out!r}, cache_dir={cache!r}, progre
 """
 
 
-@pytest.mark.slow
-def test_two_process_torchrun_on_cpu(tmp_path):
+def test_two_process_torchrun_on_cpu(tmp_path):  # ~15 s: two interpreters importing torch
     out = tmp_path / "ddp"
     script = tmp_path / "ddp.py"
     script.write_text(_DDP_SCRIPT.format(tests=str(TESTS), world=str(vla_world()), out=str(out),

@@ -29,7 +29,7 @@ def rl(
     iterations: int = typer.Option(40, "--iterations", min=1),
     scenes_per_iteration: int = typer.Option(16, "--scenes-per-iteration", min=1, help="Per process."),
     samples_per_scene: int = typer.Option(2, "--samples-per-scene", min=1, help="Denoising chains per scene."),
-    learning_rate: float = typer.Option(3e-5, "--lr", min=0.0),
+    learning_rate: float = typer.Option(1e-4, "--lr", min=0.0),
     kl_coef: float = typer.Option(0.01, "--kl-coef", min=0.0, help="Weight of the KL toward the IL policy."),
     min_std: float = typer.Option(0.03, "--min-std", min=1e-6, help="Exploration std floor (normalised units)."),
     max_scenes: int = typer.Option(0, "--max-scenes", min=0, help="Use at most this many training scenes (0: all)."),

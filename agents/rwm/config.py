@@ -79,7 +79,7 @@ class EncoderConfig:
 class QueryConfig:
     """Where the trajectory reads the BEV: ego-box points at ``steps`` times over 0..4 s, plus TTC projections."""
 
-    steps: int = 17  # every 0.25 s
+    steps: int = 21  # every 0.2 s of the 10 Hz rollout (must split its 40 intervals evenly)
     # Box points from the rear axle: rear edge, centre, front edge x left / middle / right (corners and centre
     # included, as the scorer tests them). Distance fields make the points between them readable too.
     body_lon: tuple[float, ...] = (-PACIFICA.rear_length, PACIFICA.rear_axle_to_center, PACIFICA.front_length)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from agents.rwm.config import EncoderConfig
 from agents.rwm.features import SceneInputs, render_raster, scene_inputs
+from agents.rwm.rollout import previous_plan_states, rollout
 from evaluators.epdms.score import SUB_METRICS
 from irlvla_bench.io.atomic import atomic_path
 from irlvla_bench.labelling.label import (
@@ -146,6 +147,12 @@ def compute_inputs(case, cfg: EncoderConfig, agent_input=None) -> SceneInputs:
     return scene_inputs(case, il_bev(agent_input, cfg.il.checkpoint), command)
 
 
+def _save_inputs(path: Path, inputs: SceneInputs) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **inputs.arrays())
+
+
 def load_inputs(store: LabelStore, cfg: EncoderConfig, *, cache_root: str | Path | None = None,
                 progress: Callable[[int, int], None] | None = None) -> list[SceneInputs]:
     """Scene inputs of every scene of ``store`` (in scene order), read from / written to a per-token cache
@@ -160,7 +167,17 @@ def load_inputs(store: LabelStore, cfg: EncoderConfig, *, cache_root: str | Path
         path = folders[i] / f"{token}.npz"
         if path.exists():
             with np.load(path) as data:
-                result[i] = SceneInputs.from_arrays(token, data)
+                inputs = SceneInputs.from_arrays(token, data)
+            if inputs.initial_state is None:  # written before the ego states were stored: add them
+                from dataclasses import replace
+
+                from agents.rwm.features import ego_states
+
+                current, previous = ego_states(load_case(store.case_file[i]))
+                inputs = replace(inputs, initial_state=current,
+                                 previous_state=previous if inputs.previous is not None else None)
+                _save_inputs(path, inputs)
+            result[i] = inputs
         else:
             missing.append(i)
     agent_inputs: dict = {}
@@ -174,10 +191,7 @@ def load_inputs(store: LabelStore, cfg: EncoderConfig, *, cache_root: str | Path
         token = store.tokens[i]
         path = folders[i] / f"{token}.npz"
         if not path.exists():  # another process featurizing the same folder may have written it meanwhile
-            inputs = compute_inputs(load_case(store.case_file[i]), cfg, agent_inputs.get(token))
-            with atomic_path(path) as tmp:
-                with open(tmp, "wb") as handle:
-                    np.savez(handle, **inputs.arrays())
+            _save_inputs(path, compute_inputs(load_case(store.case_file[i]), cfg, agent_inputs.get(token)))
         with np.load(path) as data:  # read back what later runs read (the BEV is stored as float16)
             result[i] = SceneInputs.from_arrays(token, data)
         if progress:
@@ -189,13 +203,30 @@ def load_inputs(store: LabelStore, cfg: EncoderConfig, *, cache_root: str | Path
 # Batches
 
 
-def scene_arrays(inputs: list[SceneInputs]) -> dict[str, np.ndarray]:
-    """Stacked per-scene arrays: bev, ego, previous (NaN -> 0) and has_previous."""
-    previous = np.stack([np.zeros((9, 3)) if x.previous is None else x.previous for x in inputs])
+def previous_states(inputs: SceneInputs, plan: np.ndarray | None = None) -> np.ndarray | None:
+    """(41, 11) rollout of the scene's previous plan (or of ``plan``, (9, 3), in its place); None without one."""
+    plan = inputs.previous if plan is None else plan
+    if plan is None or inputs.previous_state is None:
+        return None
+    return previous_plan_states(inputs.previous_state, plan)
+
+
+def scene_arrays(inputs: list[SceneInputs], plans: list[np.ndarray | None] | None = None) -> dict[str, np.ndarray]:
+    """Stacked per-scene arrays: bev, ego, previous (NaN -> 0), previous_states (rolled out) and has_previous."""
+    plans = plans or [None] * len(inputs)
+    rolled = [previous_states(x, p) for x, p in zip(inputs, plans)]
+    used = [x.previous if p is None else p for x, p in zip(inputs, plans)]
+    previous = np.stack([np.zeros((9, 3)) if u is None else u for u in used])
     return {"bev": np.stack([x.bev for x in inputs]).astype(np.float32),
             "ego": np.stack([x.ego for x in inputs]).astype(np.float32),
             "previous": previous.astype(np.float32),
-            "has_previous": np.array([x.previous is not None for x in inputs])}
+            "previous_states": np.stack([np.zeros((41, 11), np.float32) if r is None else r for r in rolled]),
+            "has_previous": np.array([r is not None for r in rolled])}
+
+
+def candidate_states(inputs: list[SceneInputs], poses: np.ndarray) -> np.ndarray:
+    """(S, K, 41, 11) float32 rollouts of (S, K, 8, 3) candidates from each scene's ego state."""
+    return np.stack([rollout(x.initial_state, p) for x, p in zip(inputs, poses)])
 
 
 def candidate_rows(store: LabelStore, scene: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -214,6 +245,7 @@ def make_batch(store: LabelStore, inputs: list[SceneInputs], scenes: np.ndarray,
     batch = scene_arrays([inputs[int(s)] for s in scenes])
     batch["rows"] = rows
     batch["poses"] = store.poses[rows]
+    batch["states"] = candidate_states([inputs[int(s)] for s in scenes], batch["poses"])
     batch["has_human"] = store.human_row[scenes] >= 0
     for name, values in store.targets.items():
         batch[name] = values[rows]

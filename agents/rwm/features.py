@@ -25,7 +25,13 @@ from scipy.spatial import cKDTree
 
 from agents.rwm.config import GridConfig, RasterConfig
 from agents.rwm.motion import forecast
-from irlvla_bench.labelling.trajectories import anchor_poses, previous_plan, reference_poses, to_ego_frame
+from irlvla_bench.labelling.trajectories import (
+    anchor_poses,
+    previous_frame_index,
+    previous_plan,
+    reference_poses,
+    to_ego_frame,
+)
 from irlvla_bench.types import MapLayer, ObjectType, ScoringCase
 
 MAP_CHANNELS = ("drivable", "lane_edge", "lane_count", "route", "intersection", "centerline_distance",
@@ -47,21 +53,28 @@ class SceneInputs:
     reference: np.ndarray  # (8, 3) PDM-Closed reference, ego frame
     human: np.ndarray | None  # (8, 3) logged human future (original frames)
     previous: np.ndarray | None  # (9, 3) expert's previous plan in the current ego frame, t = -0.5 .. 3.5 s
+    initial_state: np.ndarray | None = None  # (11,) current ego state, ego frame (None: an old cache entry)
+    previous_state: np.ndarray | None = None  # (11,) the previous frame's ego state in the current ego frame
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Flat arrays for ``np.savez`` (missing trajectories as NaN)."""
         nan = np.full((8, 3), np.nan)
         return {"bev": self.bev.astype(np.float16), "ego": self.ego, "reference": self.reference,
                 "human": nan if self.human is None else self.human,
-                "previous": np.full((9, 3), np.nan) if self.previous is None else self.previous}
+                "previous": np.full((9, 3), np.nan) if self.previous is None else self.previous,
+                "initial_state": self.initial_state,
+                "previous_state": np.full(11, np.nan) if self.previous_state is None else self.previous_state}
 
     @classmethod
     def from_arrays(cls, token: str, data) -> "SceneInputs":
         human = np.asarray(data["human"], dtype=np.float64)
         previous = np.asarray(data["previous"], dtype=np.float64)
+        initial = np.asarray(data["initial_state"], dtype=np.float64) if "initial_state" in data else None
+        prev_state = np.asarray(data["previous_state"], dtype=np.float64) if "previous_state" in data else None
         return cls(token, np.asarray(data["bev"], dtype=np.float32), np.asarray(data["ego"], dtype=np.float32),
                    np.asarray(data["reference"], dtype=np.float64), None if np.isnan(human).any() else human,
-                   None if np.isnan(previous).any() else previous)
+                   None if np.isnan(previous).any() else previous, initial,
+                   None if prev_state is None or np.isnan(prev_state).any() else prev_state)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -277,7 +290,18 @@ def previous_in_current_frame(case: ScoringCase, max_offset_s: float = 0.55) -> 
     return np.concatenate([prev_pose[None], np.zeros((1, 3)), anchor[:7]], axis=0)
 
 
+def ego_states(case: ScoringCase, max_offset_s: float = 0.55) -> tuple[np.ndarray, np.ndarray | None]:
+    """(current ego state, previous frame's ego state or None), both (11,) in the current ego frame."""
+    from agents.rwm.rollout import initial_state, local_state
+
+    index = previous_frame_index(case, max_offset_s)
+    previous = None if index is None else local_state(case.ego.rear_axle, case.human_past[index])
+    return initial_state(case), previous
+
+
 def scene_inputs(case: ScoringCase, bev: np.ndarray, command: np.ndarray | None = None) -> SceneInputs:
     human = None if case.human_future is None else np.asarray(case.human_future, dtype=np.float64)
+    current, previous = ego_states(case)
+    plan = previous_in_current_frame(case)
     return SceneInputs(case.token, bev.astype(np.float32), ego_vector(case, command), reference_poses(case), human,
-                       previous_in_current_frame(case))
+                       plan, current, previous if plan is not None else None)

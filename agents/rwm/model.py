@@ -1,14 +1,15 @@
 """The reward world model: scene BEV + candidate trajectory -> every EPDMS sub-metric, and the EPDMS.
 
-Per candidate the 8 poses (with the current pose as knot 0) are interpolated linearly in time to ``steps``
-instants over 0..4 s, the way the scorer's reference is (before its LQR tracker smooths it). At each instant
-the ego box is laid down and read from the BEV at 13 points (corners, edge midpoints, centre): raw distance
-fields (drivable area, lanes, route, intersections, centerline, red lights, objects *at that instant*) and
-learned CNN features; the front edge is also projected 0.3 / 0.6 / 0.9 s ahead at the current speed (TTC).
-A per-instant MLP and pooling over time (max, mean, max of a 2 s moving average) turn these reads into a
-trajectory code, joined with the
-trajectory's 2 Hz kinematics (speed, acceleration, jerk, yaw rate, against the ego's current state and the
-previous frame's plan for EC), the scene vector and the ego history (for HC).
+Each candidate is first rolled out with the scorer's own ego dynamics (``agents.rwm.rollout``: 10 Hz
+resampling, LQR tracker, kinematic bicycle), so the network reads the scene along the path the scorer will
+judge, not along the submitted poses. Every ``40 / (steps - 1)`` simulated steps the ego box is laid down and
+read from the BEV at 9 points (corners, edge midpoints, centre): raw distance fields (drivable area, lanes,
+route, intersections, centerline, red lights, objects *at that instant*) and learned CNN features; the front
+edge is also projected 0.3 / 0.6 / 0.9 s ahead at the current speed (TTC). A per-instant MLP and pooling over
+time (max, mean, max of a 2 s moving average) turn these reads into a trajectory code, joined with the
+kinematics of the rollout (10 Hz extremes of speed, acceleration, jerk, yaw rate: history comfort) and its
+differences to the rollout of the previous frame's plan (extended comfort), the 2 Hz kinematics of the poses,
+the scene vector and the ego history.
 
 Heads: NC and DDC as three classes {0, 0.5, 1}; DAC, TLC, TTC, LK, HC, EC as probabilities; raw progress in
 metres (EP is assembled from it as the evaluator does, see ``assemble``). The heads model the *unfiltered*
@@ -36,7 +37,6 @@ BINARY = ("drivable_area_compliance", "traffic_light_compliance", "time_to_colli
 CLASS_VALUES = (0.0, 0.5, 1.0)
 HEAD_SIZES = {"no_at_fault_collisions": 3, "driving_direction_compliance": 3, **{m: 1 for m in BINARY}, "progress": 1}
 PROGRESS_SCALE_M = 10.0
-KNOT_TIMES_S = np.arange(9) * 0.5
 NUM_KINEMATIC_FEATURES = 88
 
 
@@ -129,6 +129,41 @@ def trajectory_kinematics(poses: torch.Tensor, ego: torch.Tensor, previous: torc
     return features
 
 
+def state_kinematics(states: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor) -> torch.Tensor:
+    """(S, K, 41, 11) rolled-out states -> (S, K, NUM_STATE_FEATURES): extremes and samples of the 10 Hz speed,
+    acceleration, jerk, yaw rate / acceleration, lateral acceleration and steering (what history comfort bounds),
+    and the RMS / max differences to the previous plan's rollout (S, 41, 11) over their 3.5 s overlap (what
+    extended comfort bounds), masked where there is no previous plan."""
+    s, k = states.shape[:2]
+    speed = torch.hypot(states[..., 3], states[..., 4])
+    ax, yaw, yaw_acc, steer = states[..., 5], states[..., 9], states[..., 10], states[..., 7]
+    jerk = torch.diff(ax, dim=-1) / 0.1
+    lateral = speed * yaw
+    signals = [(speed, 10.0), (ax, 5.0), (jerk, 10.0), (yaw, 0.5), (yaw_acc, 2.0), (lateral, 5.0), (steer, 0.5)]
+    parts = []
+    for signal, scale in signals:
+        parts += [signal.amax(-1) / scale, signal.amin(-1) / scale, signal.mean(-1) / scale]
+    parts += [speed[..., i] / 10.0 for i in (10, 20, 30, 40)] + [ax[..., i] / 5.0 for i in (5, 10, 20)]
+    parts += [yaw[..., i] / 0.5 for i in (10, 20, 30)]
+    overlap = 5
+    cur = states[..., : 41 - overlap, :]
+    prev = previous[:, None, overlap:, :].expand(s, k, 41 - overlap, previous.shape[-1])
+
+    def ec_signals(x):
+        acc = torch.hypot(x[..., 5], x[..., 6])
+        return acc, torch.diff(acc, dim=-1) / 0.1, x[..., 9], torch.diff(x[..., 9], dim=-1) / 0.1
+
+    mask = has_previous[:, None].to(states.dtype).expand(s, k)
+    for a, b, scale in zip(ec_signals(cur), ec_signals(prev), (0.7, 0.5, 0.1, 0.1)):
+        diff = a - b
+        parts += [torch.sqrt((diff**2).mean(-1) + 1e-8) / scale * mask, diff.abs().amax(-1) / scale * mask]
+    parts += [mask, states[..., -1, 0] / 50.0, states[..., -1, 1] / 50.0, states[..., -1, 2]]
+    return torch.stack(parts, dim=-1)
+
+
+NUM_STATE_FEATURES = 7 * 3 + 4 + 3 + 3 + 8 + 4
+
+
 class RewardWorldModel(nn.Module):
     def __init__(self, cfg: RWMConfig, bev_channels: int, layout: BEVLayout):
         super().__init__()
@@ -137,10 +172,11 @@ class RewardWorldModel(nn.Module):
         self.grid = cfg.encoder.grid()
         self.encoder = build_encoder(cfg.encoder, bev_channels)
         q = cfg.query
+        if 40 % (q.steps - 1):
+            raise ValueError(f"query steps must split the 40 simulated intervals evenly, got {q.steps}")
         self.steps = q.steps
         times = np.linspace(0.0, 4.0, q.steps)
-        self.register_buffer("interp", torch.tensor(_interp_matrix(times, KNOT_TIMES_S), dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer("step_index", torch.arange(0, 41, 40 // (q.steps - 1)), persistent=False)
         self.register_buffer("step_times", torch.tensor(times, dtype=torch.float32), persistent=False)
         body = [(lon, lat) for lon in q.body_lon for lat in q.body_lat]
         centre = (PACIFICA.rear_axle_to_center, 0.0)
@@ -167,7 +203,7 @@ class RewardWorldModel(nn.Module):
         has_time = 1 if layout.time_channels else 0
         fdim = self.encoder.out_channels
         step_in = (n_body * (len(layout.body) + has_time) + n_ttc * (len(layout.ttc) + has_time)
-                   + (len(self.feature_points) + len(self.ttc_offsets)) * fdim + 7)
+                   + (len(self.feature_points) + len(self.ttc_offsets)) * fdim + 8)
         m = cfg.model
         self.step_mlp = nn.Sequential(nn.Linear(step_in, m.step_hidden), nn.ReLU(inplace=True),
                                       nn.Linear(m.step_hidden, m.step_hidden), nn.ReLU(inplace=True))
@@ -175,7 +211,8 @@ class RewardWorldModel(nn.Module):
         # horizon, and the max of a moving average over ``window`` steps (2 s: lane keeping's run length).
         self.window = max(1, int(round(2.0 / (4.0 / (q.steps - 1)))))
         self.temporal = nn.Sequential(nn.Linear(3 * m.step_hidden, m.temporal_hidden), nn.ReLU(inplace=True))
-        self.kinematics = nn.Sequential(nn.Linear(NUM_KINEMATIC_FEATURES + EGO_DIM, m.kinematics_hidden * 2),
+        self.kinematics = nn.Sequential(nn.Linear(NUM_KINEMATIC_FEATURES + NUM_STATE_FEATURES + EGO_DIM,
+                                                  m.kinematics_hidden * 2),
                                         nn.ReLU(inplace=True), nn.Linear(m.kinematics_hidden * 2, m.kinematics_hidden),
                                         nn.ReLU(inplace=True))
         trunk_in = m.temporal_hidden + m.kinematics_hidden + self.encoder.scene_dim + EGO_DIM
@@ -200,17 +237,12 @@ class RewardWorldModel(nn.Module):
         contiguous = index == tuple(range(index[0], index[0] + len(index)))
         return raw[:, index[0]:index[0] + len(index)] if contiguous else raw[:, list(index)]
 
-    def _step_reads(self, scene: SceneEncoding, poses: torch.Tensor) -> torch.Tensor:
-        s, k = poses.shape[:2]
-        knots = torch.cat([poses.new_zeros(s, k, 1, 3), poses], dim=2)
-        knots = torch.cat([knots[..., :2], unwrap_headings(knots[..., 2])[..., None]], dim=-1)
-        states = torch.einsum("tj,skjc->sktc", self.interp, knots)  # (S, K, T, 3)
-        xy, heading = states[..., :2], states[..., 2]
+    def _step_reads(self, scene: SceneEncoding, states: torch.Tensor) -> torch.Tensor:
+        s, k = states.shape[:2]
+        sampled = states[:, :, self.step_index]  # (S, K, T, 11): the rollout every 40 / (steps - 1) x 0.1 s
+        xy, heading = sampled[..., :2], sampled[..., 2]
         cos, sin = torch.cos(heading)[..., None], torch.sin(heading)[..., None]
-        dt = 4.0 / (self.steps - 1)
-        delta = torch.diff(xy, dim=2)
-        speed = torch.linalg.norm(delta, dim=-1) / dt
-        speed = torch.cat([speed, speed[..., -1:]], dim=2)  # (S, K, T)
+        speed = torch.hypot(sampled[..., 3], sampled[..., 4])
 
         def place(offsets: torch.Tensor) -> torch.Tensor:  # (P, 2) box-frame -> (S, K, T, P, 2)
             x = xy[..., None, 0] + cos * offsets[:, 0] - sin * offsets[:, 1]
@@ -237,23 +269,25 @@ class RewardWorldModel(nn.Module):
             parts.append(torch.einsum("sktmpn,tmn->sktmp", moving, self.ttc_time_weights).flatten(-2))
         feature_xy = torch.cat([body[..., self.feature_points, :], ttc[..., 1, :]], dim=-2)
         parts.append(sample_bev(scene.features, feature_xy, self.grid).flatten(-2))
-        accel = torch.diff(speed, dim=2, prepend=speed[..., :1]) / dt
         time = self.step_times.view(1, 1, -1).expand(s, k, -1)
         parts.append(torch.stack([xy[..., 0] / 50.0, xy[..., 1] / 50.0, cos[..., 0], sin[..., 0], speed / 10.0,
-                                  accel / 5.0, time / 4.0], dim=-1))
+                                  sampled[..., 5] / 5.0, sampled[..., 9] / 0.5, time / 4.0], dim=-1))
         return torch.cat(parts, dim=-1)
 
-    def forward(self, scene: SceneEncoding, poses: torch.Tensor, previous: torch.Tensor,
-                has_previous: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Head outputs for (S, K, 8, 3) candidates: logits per metric and ``progress`` in metres, each (S, K[, 3])."""
+    def forward(self, scene: SceneEncoding, poses: torch.Tensor, states: torch.Tensor, previous: torch.Tensor,
+                previous_states: torch.Tensor, has_previous: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Head outputs for (S, K, 8, 3) candidates and their (S, K, 41, 11) rollouts (``agents.rwm.rollout``):
+        logits per metric and ``progress`` in metres, each (S, K[, 3]). ``previous`` (S, 9, 3) is the previous
+        frame's plan and ``previous_states`` (S, 41, 11) its rollout."""
         s, k = poses.shape[:2]
-        steps = self.step_mlp(self._step_reads(scene, poses))  # (S, K, T, H)
+        steps = self.step_mlp(self._step_reads(scene, states))  # (S, K, T, H)
         window = min(self.window, self.steps)
         sustained = F.avg_pool1d(steps.reshape(s * k, self.steps, -1).transpose(1, 2), window, stride=1)
         pooled = self.temporal(torch.cat([steps.amax(dim=2), steps.mean(dim=2),
                                           sustained.amax(dim=-1).reshape(s, k, -1)], dim=-1))
         ego = scene.ego[:, None].expand(s, k, -1)
-        kin = self.kinematics(torch.cat([trajectory_kinematics(poses, scene.ego, previous, has_previous), ego], -1))
+        kin = self.kinematics(torch.cat([trajectory_kinematics(poses, scene.ego, previous, has_previous),
+                                         state_kinematics(states, previous_states, has_previous), ego], -1))
         vector = scene.vector[:, None].expand(s, k, -1)
         out = self.heads(self.trunk(torch.cat([pooled, kin, vector, ego], dim=-1)))
         result, start = {}, 0

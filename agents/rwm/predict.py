@@ -8,8 +8,9 @@
 A scene is a ``ScoringCase`` (the raster encoder renders it; sensors / il need ``agent_input=``) or its
 precomputed ``SceneInputs`` (cheaper when a scene is scored many times). The reference trajectory (for the EP
 normaliser) and the human trajectory (for the human filter) are taken from the scene and scored alongside the
-candidates; ``previous`` replaces the expert's previous plan (t = -0.5 .. 3.5 s, (9, 3)) that EC compares with,
-e.g. with the policy's own previous plan. Columns: every sub-metric after the filter (expected values),
+candidates; ``previous`` replaces the expert's previous plan (t = -0.5 .. 3.5 s, (9, 3), current ego frame, its
+first pose the previous ego pose) that EC compares with, e.g. with the policy's own previous plan. Candidates
+are rolled out with the scorer's ego dynamics first (``agents.rwm.rollout``). Columns: every sub-metric after the filter (expected values),
 ``extended_comfort``, ``ego_progress``, ``progress_m``, ``multiplicative``, ``epdms``, the unfiltered ``raw_*``,
 ``prob1_*`` the probability that a metric is exactly 1 after the filter and, for NC and DDC, the unfiltered
 class probabilities ``p0_*``, ``p05_*``, ``p1_*``.
@@ -24,9 +25,10 @@ import torch
 
 from agents.rwm.assemble import FILTERED, assemble, expectations
 from agents.rwm.config import RWMConfig
-from agents.rwm.data import compute_inputs
+from agents.rwm.data import candidate_states, compute_inputs, scene_arrays
 from agents.rwm.features import SceneInputs
 from agents.rwm.model import BINARY, THREE_CLASS
+from agents.rwm.rollout import rollout
 from agents.rwm.train import build_model, load_checkpoint
 from irlvla_bench.labelling.label import RAW_PREFIX
 from irlvla_bench.types import ScoringCase
@@ -56,19 +58,18 @@ class RewardModel:
         inputs = scene if isinstance(scene, SceneInputs) else self.scene_inputs(scene, agent_input)
         poses = np.asarray(poses, dtype=np.float32).reshape(-1, 8, 3)
         dev = self.device
-        bev = torch.as_tensor(inputs.bev[None], dtype=torch.float32, device=dev)
-        ego = torch.as_tensor(inputs.ego[None], dtype=torch.float32, device=dev)
-        plan = previous if previous is not None else inputs.previous
-        prev = torch.as_tensor(np.zeros((1, 9, 3)) if plan is None else np.asarray(plan)[None], dtype=torch.float32,
-                               device=dev)
-        has_prev = torch.tensor([plan is not None], device=dev)
-        encoding = self.model.encode(bev, ego)
+        arrays = {k: torch.as_tensor(v, device=dev) for k, v in scene_arrays([inputs], [previous]).items()}
+        encoding = self.model.encode(arrays["bev"], arrays["ego"])
         anchors = [inputs.reference] + ([inputs.human] if inputs.human is not None else [])
         everything = np.concatenate([np.asarray(anchors, dtype=np.float32), poses], axis=0)
+        states = rollout(inputs.initial_state, everything)
         heads: dict[str, list[torch.Tensor]] = {}
         for start in range(0, len(everything), self.chunk):
             part = torch.as_tensor(everything[None, start:start + self.chunk], device=dev)
-            for name, value in self.model(encoding, part, prev, has_prev).items():
+            rolled = torch.as_tensor(states[None, start:start + self.chunk], device=dev)
+            outputs = self.model(encoding, part, rolled, arrays["previous"], arrays["previous_states"],
+                                 arrays["has_previous"])
+            for name, value in outputs.items():
                 heads.setdefault(name, []).append(value)
         merged = {name: torch.cat(parts, dim=1) for name, parts in heads.items()}
         values, zero = expectations(merged)
@@ -104,24 +105,21 @@ class RewardModel:
         """One forward pass for S scenes x K candidates (``poses`` (S, K, 8, 3)): the filtered sub-metrics,
         ``ego_progress``, ``progress_m``, ``multiplicative`` and ``epdms`` as (S, K) arrays. ``previous``
         (S, 9, 3) replaces the scenes' previous plans (e.g. the policy's own outputs one frame earlier)."""
-        from agents.rwm.data import scene_arrays
-
         poses = np.asarray(poses, dtype=np.float32)
         if poses.ndim != 4 or poses.shape[0] != len(scenes) or poses.shape[2:] != (8, 3):
             raise ValueError(f"poses must be (S={len(scenes)}, K, 8, 3), got {poses.shape}")
-        arrays = scene_arrays(scenes)
-        if previous is not None:
-            arrays["previous"] = np.asarray(previous, dtype=np.float32)
-            arrays["has_previous"] = np.ones(len(scenes), dtype=bool)
+        arrays = scene_arrays(scenes, None if previous is None else list(np.asarray(previous, dtype=np.float64)))
         dev = self.device
         t = {k: torch.as_tensor(v, device=dev) for k, v in arrays.items()}
         # Slot 0: the reference (EP normaliser), slot 1: the human (filter; the reference again, masked, if none).
         anchors = np.stack([np.stack([x.reference, x.human if x.human is not None else x.reference])
                             for x in scenes]).astype(np.float32)
-        everything = torch.as_tensor(np.concatenate([anchors, poses], axis=1), device=dev)
+        everything = np.concatenate([anchors, poses], axis=1)
+        states = torch.as_tensor(candidate_states(scenes, everything), device=dev)
         has_human = torch.tensor([x.human is not None for x in scenes], device=dev)
         encoding = self.model.encode(t["bev"], t["ego"])
-        heads = self.model(encoding, everything, t["previous"], t["has_previous"])
+        heads = self.model(encoding, torch.as_tensor(everything, device=dev), states, t["previous"],
+                           t["previous_states"], t["has_previous"])
         values, zero = expectations(heads)
         product = values["no_at_fault_collisions"] * values["drivable_area_compliance"] * \
             values["driving_direction_compliance"] * values["traffic_light_compliance"]

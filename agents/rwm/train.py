@@ -76,7 +76,8 @@ class _Step(torch.nn.Module):
 
     def forward(self, batch: dict) -> tuple[dict, torch.Tensor]:
         scene = self.model.encode(batch["bev"], batch["ego"])
-        heads = self.model(scene, batch["poses"], batch["previous"], batch["has_previous"])
+        heads = self.model(scene, batch["poses"], batch["states"], batch["previous"], batch["previous_states"],
+                           batch["has_previous"])
         return heads, self.model.reference_progress(scene)
 
 
@@ -147,9 +148,8 @@ def validation_loss(model: RewardWorldModel, cfg: RWMConfig, store: LabelStore, 
     module.eval()
     for i in range(0, len(scenes), t.scenes_per_batch):
         batch = to_torch(make_batch(store, inputs, scenes[i:i + t.scenes_per_batch], t.candidates_per_scene, rng))
-        scene = module.encode(batch["bev"], batch["ego"])
-        heads = module(scene, batch["poses"], batch["previous"], batch["has_previous"])
-        terms = rwm_losses(heads, batch, cfg.loss, module.reference_progress(scene))
+        heads, reference_guess = _Step(module)(batch)
+        terms = rwm_losses(heads, batch, cfg.loss, reference_guess)
         for k, v in terms.items():
             totals[k] = totals.get(k, 0.0) + float(v)
         batches += 1

@@ -84,8 +84,9 @@ class IRLVLAAgent(Agent):
             from_language = torch.tensor([c.source == "language" for c in choices], device=self.device)[:, None]
             speed_hot = torch.nn.functional.one_hot(torch.tensor([c.speed for c in choices]), len(SPEED_COMMANDS))
             path_hot = torch.nn.functional.one_hot(torch.tensor([c.path for c in choices]), len(PATH_COMMANDS))
-            commands = (torch.where(from_language, speed_hot.float().to(self.device), features.speed_logits.softmax(-1)),
-                        torch.where(from_language, path_hot.float().to(self.device), features.path_logits.softmax(-1)))
+            commands = (
+                torch.where(from_language, speed_hot.float().to(self.device), features.speed_logits.softmax(-1)),
+                torch.where(from_language, path_hot.float().to(self.device), features.path_logits.softmax(-1)))
             features = self.model.condition(features, commands)
         self.last_commands.extend(choices)
         generator = torch.Generator().manual_seed(self._seed)

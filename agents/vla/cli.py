@@ -62,13 +62,15 @@ def il(
     for column in ("samples", "steps", "epochs", "final loss", "plan L1 [m]", "seconds", "finished"):
         table.add_column(column, justify="right")
     last = result.losses[-1] if result.losses else {}
-    table.add_row(str(result.samples), str(result.steps), str(result.epochs_done), f"{last.get('loss', float('nan')):.3f}",
-                  f"{last.get('plan_l1_m', float('nan')):.2f}", f"{result.seconds:.0f}", str(result.finished))
+    table.add_row(str(result.samples), str(result.steps), str(result.epochs_done),
+                  f"{last.get('loss', float('nan')):.3f}", f"{last.get('plan_l1_m', float('nan')):.2f}",
+                  f"{result.seconds:.0f}", str(result.finished))
     _out.print(table)
     if result.metrics:
         m = result.metrics
-        _out.print(f"{eval_split}: command accuracy {m['command_accuracy']:.3f} (speed {m['speed_command_accuracy']:.3f},"
-                   f" path {m['path_command_accuracy']:.3f}), segmentation mIoU {m['segmentation_miou']:.3f}")
+        _out.print(f"{eval_split}: command accuracy {m['command_accuracy']:.3f} "
+                   f"(speed {m['speed_command_accuracy']:.3f}, path {m['path_command_accuracy']:.3f}), "
+                   f"segmentation mIoU {m['segmentation_miou']:.3f}")
     final = out / "model.pt" if result.finished else out / "checkpoint.pt"
     _out.print(f"checkpoint {final} (use it as --agent irlvla_il:{final})")
 

@@ -285,7 +285,8 @@ def sample_arrays(scene: SceneData, sensor_root: str | Path, nmap, config: VLACo
 def cache_key(data_root: str | Path, split: str, config: VLAConfig) -> str:
     relevant = {"version": CACHE_VERSION, "root": str(Path(data_root).resolve()), "split": split,
                 "image": {k: v for k, v in asdict(config.image).items() if k not in ("mean", "std")},
-                "grid": [config.bev.x_range, config.bev.y_range, config.bev.resolution], "history": config.history_frames,
+                "grid": [config.bev.x_range, config.bev.y_range, config.bev.resolution],
+                "history": config.history_frames,
                 "det_queries": config.heads.det_queries, "map": [config.heads.map_queries, config.heads.map_points],
                 "poses": config.planner.num_poses}
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]

@@ -8,7 +8,8 @@ sampling path a DPPO-style PPO fine-tunes (Ren et al., "Diffusion Policy Policy 
   predicts the clean trajectory of every anchor (x0-prediction) and a confidence; at test time the anchors are
   noised to ``truncation_step`` and ``inference_steps`` DDIM steps (eta = 0, deterministic) lead to step 0.
 * **Cascade decoder**: per layer, one query per anchor gets the encoded reference trajectory and the BEV
-  features bilinearly sampled at its 8 points, attends to the other anchors, then to the scene context (agent
+  features (plus the segmentation probabilities with ``read_segmentation``) bilinearly sampled at its 8 points and
+  at ``lateral_offsets`` across the path at each point, attends to the other anchors, then to the scene context (agent
   queries, map queries, ego token); a FiLM of the diffusion time modulates it; it regresses an offset and a
   confidence logit. The first layer reads the noisy trajectory and offsets its anchor; each further layer reads
   and offsets the previous layer's prediction (detached).
