@@ -4,7 +4,8 @@
   average ranks; NaN when one class is absent), accuracy and F1 at a threshold (F1 of the *violation* class,
   the rare and costly one), Brier score, expected calibration error and the reliability curve (equal-width
   bins).
-* Regression: MAE, R^2, Pearson, Spearman and Kendall (tau-b) correlations.
+* Regression: MAE, R^2, Pearson, Spearman and Kendall (tau-b) correlations, and the Spearman ceiling of a
+  tie-free score (``spearman_ceiling_untied``).
 * Within-scene ranking: top-1 regret (exact best minus exact value of the predicted best, per scene; ties in
   the prediction go to the first candidate) and NDCG@k with the exact scores as gains (1 where every ordering
   is ideal, i.e. all gains are 0).
@@ -107,6 +108,20 @@ def correlations(values, predictions) -> dict[str, float]:
         return {"pearson": float("nan"), "spearman": float("nan"), "kendall": float("nan")}
     return {"pearson": float(stats.pearsonr(y, p)[0]), "spearman": float(stats.spearmanr(y, p)[0]),
             "kendall": float(stats.kendalltau(y, p)[0])}
+
+
+def spearman_ceiling_untied(values, seed: int = 0) -> float:
+    """The highest Spearman correlation a score *without ties* can reach against ``values``: that of the values
+    themselves with their ties broken at random. Far below 1 when many values are equal (e.g. the many exact
+    EPDMS of 0), which caps any continuous predictor, however good its ordering."""
+    y = np.asarray(values, dtype=np.float64).ravel()
+    if len(y) < 2 or np.all(y == y[0]):
+        return float("nan")
+    jitter = np.random.default_rng(seed).random(len(y))
+    order = np.lexsort((jitter, y))
+    untied = np.empty(len(y))
+    untied[order] = np.arange(len(y))
+    return float(stats.spearmanr(y, untied)[0])
 
 
 def _groups(scene_ids) -> list[np.ndarray]:

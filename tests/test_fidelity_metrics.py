@@ -100,3 +100,13 @@ def test_ranking_ties_and_zero_gains():
     # Scenes are independent of their position in the arrays.
     order = np.array([3, 0, 4, 1, 2])
     assert np.allclose(sorted(fm.top1_regret(ids[order], exact[order], exact[order])), [0.0, 0.0])
+
+
+def test_spearman_ceiling_of_tie_free_scores():
+    y = np.concatenate([np.zeros(700), RNG.random(300)])
+    ceiling = fm.spearman_ceiling_untied(y)
+    # A perfect ordering that does not tie the zeros reaches the ceiling and no more.
+    untied = y + np.where(y == 0, RNG.random(len(y)) * 1e-9, 0.0)
+    assert fm.correlations(y, untied)["spearman"] == pytest.approx(ceiling, abs=0.01)
+    assert ceiling < 0.85 and fm.correlations(y, y)["spearman"] == pytest.approx(1.0)
+    assert fm.spearman_ceiling_untied(RNG.random(500)) == pytest.approx(1.0)

@@ -171,11 +171,11 @@ def test_resume_after_a_crash_reproduces_the_next_losses(tmp_path):
 
     calls = {"n": 0}
 
-    def crashing(scenes, poses):
+    def crashing(scenes, poses, previous=None):
         calls["n"] += 1
         if calls["n"] == 3:  # in the middle of iteration 3, after iteration 2's checkpoint
             raise _Crash("killed")
-        return progress_reward(scenes, poses)
+        return progress_reward(scenes, poses, previous)
 
     policy, reference, problem = toy_setup(8)
     with pytest.raises(_Crash):
@@ -215,3 +215,27 @@ def test_two_processes_stay_in_sync(tmp_path):
     assert payload["world_size"] == 2 and len(payload["rng"]) == 2
     rows = read_log(tmp_path / "log.csv")
     assert [float(r["candidates"]) for r in rows] == [2 * 4 * 2 * 6.0] * 2  # processes x scenes x samples x K
+
+
+def test_rewards_get_the_policys_own_previous_plans():
+    from agents.rl.ppo import greedy_trajectories
+
+    args = _args(scenes_per_iteration=3)
+    policy, reference, problem = toy_setup(8)
+    seen = {}
+
+    def recording(scenes, poses, previous=None):
+        seen["previous"] = previous
+        return progress_reward(scenes, poses)
+
+    previous_index = np.array([-1, 0, 1, 2, -1, 4, 5, 6])  # scene i follows scene i - 1 within two "logs"
+    problem = Problem(problem.features, recording, previous=previous_index)
+    collect(args, policy, reference, problem, np.array([0, 1, 5]), torch.Generator().manual_seed(0))
+    prev = seen["previous"]
+    assert prev.shape == (3, 8, 3) and np.isnan(prev[0]).all() and np.isfinite(prev[1:]).all()
+    # They are the deterministic plans at the previous frames (scene 0 for scene 1, scene 4 for scene 5).
+    seed_free = greedy_trajectories(policy.planner, select_features(problem.features, [0, 4]), 123)
+    assert np.abs(prev[1:] - seed_free).max() < 5.0  # same frames, other anchor noise: close, not equal
+    collect(_args(scenes_per_iteration=3, own_previous_plan=False), policy, reference, problem, np.array([0, 1, 5]),
+            torch.Generator().manual_seed(0))
+    assert seen["previous"] is None

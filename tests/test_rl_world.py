@@ -194,3 +194,43 @@ def test_il_sampler_for_the_labeller(monkeypatch, tmp_path):
                                                     il_sampler="agents.rl.samplers:il_sampler"))
     table = label_case(cases[0], _candidates(2), config)
     assert (table["source"] == "il").sum() == 5
+
+
+def test_ec_against_a_given_previous_plan_matches_the_labels_for_the_experts_plan():
+    """Given the expert's previous plan, the own-previous-plan EC path reproduces the labels' EC exactly, and the
+    RWM's previous-plan input built from it is the one the RWM builds for the expert."""
+    from agents.rl.rewards import previous_in_current_frame
+    from agents.rwm.features import previous_in_current_frame as rwm_previous
+    from evaluators.epdms.config import NAVSIM_V2
+    from irlvla_bench.labelling.trajectories import previous_plan
+
+    _, cases = _cases()
+    checked = 0
+    for case in cases:
+        plan = previous_plan(case, NAVSIM_V2.max_prev_frame_offset_s)
+        if plan is None:
+            continue
+        expert = exact_values(case, _candidates(5))
+        given = exact_values(case, _candidates(5), previous=plan[0])
+        np.testing.assert_array_equal(given["extended_comfort"], expert["extended_comfort"])
+        np.testing.assert_array_equal(given["epdms"], expert["epdms"])
+        np.testing.assert_allclose(previous_in_current_frame(case, plan[0]), rwm_previous(case), atol=1e-9)
+        checked += 1
+        if checked == 3:
+            break
+    assert checked == 3
+    # A jerky previous plan breaks EC for candidates the expert's plan accepts.
+    jerky = plan[0].copy()
+    jerky[:, 1] += np.array([0, 2, -2, 2, -2, 2, -2, 2])
+    assert exact_values(case, _candidates(5), previous=jerky)["extended_comfort"].sum() == 0.0
+
+
+def test_previous_scene_index_pairs_consecutive_frames():
+    from agents.rl.world import previous_scene_index
+
+    _, cases = _cases()
+    prev = previous_scene_index(cases)
+    assert (prev >= 0).sum() > len(cases) // 2
+    for i in np.flatnonzero(prev >= 0):
+        assert cases[prev[i]].log_name == cases[i].log_name
+        assert cases[i].time_us - cases[prev[i]].time_us == 500_000

@@ -104,6 +104,9 @@ class Args:
     # sub-metrics, "extended_comfort" and "epdms".
     reward_weights: tuple[tuple[str, float], ...] = ()
     exact_logging: bool = True  # exact EPDMS of the executed candidates in the log (cheap: ~0.1 ms each)
+    # EC against the policy's own (greedy) plan at the scene's previous frame, as the evaluator's two-stage EC
+    # does, where that frame is a training scene; else (and when False) against the expert's previous plan.
+    own_previous_plan: bool = True
     # Rollout: per process and iteration, scenes x samples_per_scene denoising chains of K candidates each.
     scenes_per_iteration: int = 16
     samples_per_scene: int = 2
@@ -171,19 +174,22 @@ class Args:
 
 
 class RewardFn(Protocol):
-    def __call__(self, scenes: np.ndarray, poses: np.ndarray) -> np.ndarray:
-        """(n,) scene indices, (n, M, 8, 3) ego-frame candidate poses -> (n, M) rewards (float64)."""
+    def __call__(self, scenes: np.ndarray, poses: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """(n,) scene indices, (n, M, 8, 3) ego-frame candidate poses and optionally (n, 8, 3) the policy's plans at
+        each scene's previous frame (NaN rows: none; see ``agents.rl.rewards``) -> (n, M) rewards (float64)."""
 
 
 @dataclass
 class Problem:
-    """What PPO trains on: ``features`` of N scenes (stored, see FEATURE_FIELDS), the reward, and optionally the
-    exact EPDMS (same signature) for logging when the reward is the RWM's."""
+    """What PPO trains on: ``features`` of N scenes (stored, see FEATURE_FIELDS), the reward, optionally the exact
+    EPDMS (same signature) for logging when the reward is the RWM's, and ``previous`` (N,): the index of each
+    scene's previous frame (0.5 s earlier) among the scenes, -1 for none."""
 
     features: SceneFeatures
     reward: RewardFn
     exact_epdms: RewardFn | None = None
     tokens: Sequence[str] = ()
+    previous: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.features.bev.shape[0])
@@ -278,11 +284,30 @@ def _sampling_kwargs(args: Args) -> dict:
             "temperature": args.temperature}
 
 
+def previous_plans(planner: TrajectoryPlanner, problem: Problem, scenes: np.ndarray, seed: int) -> np.ndarray | None:
+    """(n, 8, 3) the planner's deterministic plan at each scene's previous frame (NaN rows where it has none), or
+    None when the problem has no previous frames. ``seed`` draws the anchor noise, as the agent's seed does."""
+    if problem.previous is None:
+        return None
+    prev = problem.previous[scenes]
+    have = prev >= 0
+    out = np.full((len(scenes), 8, 3), np.nan)
+    if have.any():
+        out[have] = greedy_trajectories(planner, select_features(problem.features, prev[have]), seed)
+    return out
+
+
 @torch.no_grad()
 def collect(args: Args, policy: PPOPolicy, reference: TrajectoryPlanner, problem: Problem, scenes: np.ndarray,
             generator: torch.Generator) -> Rollout:
     g = args.samples_per_scene
     n = len(scenes)
+    previous = None
+    if args.own_previous_plan:
+        # Fresh anchor noise every iteration: the evaluator plans the previous frame with its own seed, so the
+        # policy should be consistent with itself whatever that noise.
+        seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+        previous = previous_plans(policy.planner, problem, scenes, seed)
     chain_scene = torch.as_tensor(np.repeat(scenes, g), dtype=torch.long)
     features = select_features(problem.features, chain_scene)
     kw = _sampling_kwargs(args)
@@ -291,7 +316,8 @@ def collect(args: Args, policy: PPOPolicy, reference: TrajectoryPlanner, problem
                                        min_std=args.min_std, temperature=args.temperature)
     k = sample.trajectories.shape[1]
     poses = sample.trajectories.reshape(n, g * k, *sample.trajectories.shape[2:]).double().numpy()
-    rewards = torch.as_tensor(np.asarray(problem.reward(scenes, poses), dtype=np.float64), dtype=torch.float32)
+    rewards = torch.as_tensor(np.asarray(problem.reward(scenes, poses, previous), dtype=np.float64),
+                              dtype=torch.float32)
     if rewards.shape != (n, g * k):
         raise ValueError(f"the reward returned shape {tuple(rewards.shape)}, expected {(n, g * k)}")
     values = policy.value_of(select_features(problem.features, scenes))
@@ -305,7 +331,7 @@ def collect(args: Args, policy: PPOPolicy, reference: TrajectoryPlanner, problem
     executed_exact = None
     if problem.exact_epdms is not None and args.exact_logging:
         executed = sample.trajectory.reshape(n, g, *sample.trajectory.shape[1:]).double().numpy()
-        executed_exact = np.asarray(problem.exact_epdms(scenes, executed), dtype=np.float64)
+        executed_exact = np.asarray(problem.exact_epdms(scenes, executed, previous), dtype=np.float64)
     return Rollout(
         scenes=np.asarray(scenes), chain_scene=chain_scene, timesteps=sample.timesteps, chain=sample.chain,
         mode=sample.mode, step_log_probs=sample.step_log_probs,
@@ -454,8 +480,11 @@ def greedy_scores(args: Args, planner: TrajectoryPlanner, problem: Problem,
     if len(scenes) == 0:
         return float("nan"), float("nan")
     poses = greedy_trajectories(planner, select_features(problem.features, scenes), args.seed)[:, None]
-    reward = float(np.mean(problem.reward(scenes, poses)))
-    exact = float(np.mean(problem.exact_epdms(scenes, poses))) if problem.exact_epdms is not None else float("nan")
+    # The previous frames get other anchor noise than the current ones, as per-token seeds give them.
+    previous = previous_plans(planner, problem, scenes, args.seed + 1) if args.own_previous_plan else None
+    reward = float(np.mean(problem.reward(scenes, poses, previous)))
+    exact = (float(np.mean(problem.exact_epdms(scenes, poses, previous))) if problem.exact_epdms is not None
+             else float("nan"))
     return reward, exact
 
 
@@ -713,7 +742,9 @@ def run(args: Args, out_dir: str | Path, *, say: Callable[[str], None] = print) 
     exact = ExactScorer(scenes.cases)
     scorer = exact if rwm is None else RWMScorer(rwm, scenes.cases, scenes.agent_inputs)
     problem = Problem(features=scenes.features, reward=ScoreReward(scorer, args.reward_weights),
-                      exact_epdms=ScoreReward(exact), tokens=scenes.tokens)
+                      exact_epdms=ScoreReward(exact), tokens=scenes.tokens, previous=scenes.previous)
+    say(f"{int((problem.previous >= 0).sum())} of {len(scenes)} scenes have their previous frame among the scenes "
+        f"(EC against the policy's own previous plan: {args.own_previous_plan})")
     reference = model.planner
     torch.manual_seed(args.seed)  # the value head starts identical in every process
     policy = PPOPolicy(copy.deepcopy(reference), int(scenes.features.pooled().shape[-1]), args.value_hidden)

@@ -7,6 +7,13 @@ the expert's previous plan, and the one-stage score where the frame has no previ
 rule-based reward" compares two estimates of one quantity.
 
 ``ScoreReward`` turns a scorer into PPO's reward: the EPDMS, or a weighted sum of named values.
+
+**EC against the policy's own previous plan.** The evaluator's two-stage EC compares the agent's plan now with
+the agent's own plan one frame (0.5 s) earlier; the labels use the expert's previous plan instead, because a
+candidate has no previous plan of its own. PPO does have one: the policy's plan at the previous frame. Both
+scorers take it (``previous``: (8, 3) poses in the *previous* frame's ego frame, as the agent output them) and
+then value EC as the evaluator does, so the policy is rewarded for staying consistent with itself; without it
+(no previous frame among the scenes) they fall back to the expert's previous plan.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ VALUE_NAMES = SUB_METRICS + (EC, "epdms")
 
 
 class Scorer(Protocol):
-    def score(self, scene: int, poses: np.ndarray) -> Mapping[str, np.ndarray]:
-        """(M, 8, 3) candidates of scene ``scene`` -> every name of VALUE_NAMES as an (M,) array."""
+    def score(self, scene: int, poses: np.ndarray, previous: np.ndarray | None = None) -> Mapping[str, np.ndarray]:
+        """(M, 8, 3) candidates of scene ``scene`` (and the policy's previous-frame plan, or None) -> every name of
+        VALUE_NAMES as an (M,) array."""
 
 
 def _proposals(poses: np.ndarray) -> Proposals:
@@ -33,19 +41,69 @@ def _proposals(poses: np.ndarray) -> Proposals:
     return Proposals(tuple(f"rl_{i}" for i in range(len(poses))), poses)
 
 
-def exact_values(case: ScoringCase, poses: np.ndarray, prepared=None) -> dict[str, np.ndarray]:
+def previous_frame(case: ScoringCase):
+    """The logged ego state one frame (0.5 s) before ``case`` (what the two-stage EC pairs it with), or None."""
+    from evaluators.epdms.config import NAVSIM_V2
+    from irlvla_bench.labelling.trajectories import previous_frame_index
+
+    index = previous_frame_index(case, NAVSIM_V2.max_prev_frame_offset_s)
+    return None if index is None else case.human_past[index]
+
+
+def previous_plan_states(case: ScoringCase, previous: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """(41, 11) simulated states of a plan made at the previous frame ((8, 3) poses in that frame's ego frame,
+    simulated from that frame's logged state, as the evaluator simulates the previous frame's proposal) and the
+    overlap in 0.1 s steps; None without a previous frame."""
+    from evaluators.epdms import simulation
+    from evaluators.epdms.config import NAVSIM_V2
+
+    prev = previous_frame(case)
+    if prev is None:
+        return None
+    global_poses = simulation.proposal_poses_to_global(prev.rear_axle, np.asarray(previous, dtype=np.float64)[None])
+    reference = simulation.sample_poses_10hz(prev.rear_axle, prev.time_us, global_poses)
+    states = simulation.simulate(prev.to_state_array(), reference, simulation.TrackerConfig())[0]
+    return states, int(round((case.time_us - prev.time_us) * 1e-6 / NAVSIM_V2.interval_s))
+
+
+def previous_in_current_frame(case: ScoringCase, previous: np.ndarray) -> np.ndarray | None:
+    """A previous-frame plan as the RWM's ``previous`` input: (9, 3) in the current ego frame, the previous ego
+    pose (t = -0.5 s) then the plan's poses (t = 0 .. 3.5 s); None without a previous frame."""
+    from irlvla_bench.labelling.trajectories import to_ego_frame, to_global
+
+    prev = previous_frame(case)
+    if prev is None:
+        return None
+    origin = np.asarray(case.ego.rear_axle, dtype=np.float64)
+    prev_pose = np.asarray(prev.rear_axle, dtype=np.float64)
+    plan = to_global(prev_pose, np.asarray(previous, dtype=np.float64))
+    return to_ego_frame(origin, np.concatenate([prev_pose[None], plan], axis=0))
+
+
+def exact_values(case: ScoringCase, poses: np.ndarray, prepared=None,
+                 previous: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The exact sub-metrics, EC and EPDMS of (M, 8, 3) candidates (labelling mode: one batch, shared work).
 
     ``prepared`` (``evaluators.epdms.scene.prepare_scene(case, NAVSIM_V2)``) skips rebuilding the scene's map
-    structures; they do not depend on the proposals, so reusing them changes no number."""
+    structures; they do not depend on the proposals, so reusing them changes no number. ``previous``: the
+    policy's own plan at the previous frame for EC (see the module docstring); None: the expert's."""
     from evaluators.epdms import score_frame
     from evaluators.epdms.config import NAVSIM_V2
+    from evaluators.epdms.metrics.comfort import extended_comfort
     from irlvla_bench.labelling.epdms import epdms, extended_comfort_labels
 
     sub = case.with_proposals(_proposals(poses))
     scores = score_frame(sub, mode="labelling", scene=replace(prepared, case=sub) if prepared is not None else None)
     n = len(scores)
-    ec = extended_comfort_labels(case, scores.simulated_states.reshape(n, 41, 11), NAVSIM_V2)
+    states = scores.simulated_states.reshape(n, 41, 11)
+    own = previous_plan_states(case, previous) if previous is not None else None
+    if own is not None:
+        prev_states, overlap = own
+        # As in irlvla_bench.labelling.epdms: EC reads rear-axle accelerations and headings only.
+        ec = extended_comfort(states, np.broadcast_to(prev_states, states.shape), NAVSIM_V2.interval_s, overlap,
+                              0.0, NAVSIM_V2.comfort, NAVSIM_V2.extended_comfort)
+    else:
+        ec = extended_comfort_labels(case, states, NAVSIM_V2)
     out = {m: np.asarray(scores.metrics[m], dtype=np.float64) for m in SUB_METRICS}
     out[EC] = ec
     out["epdms"] = np.where(np.isnan(ec), scores.score_single_frame,
@@ -60,13 +118,13 @@ class ExactScorer:
         self.cases = list(cases)
         self._prepared: dict[int, object] = {}
 
-    def score(self, scene: int, poses: np.ndarray) -> dict[str, np.ndarray]:
+    def score(self, scene: int, poses: np.ndarray, previous: np.ndarray | None = None) -> dict[str, np.ndarray]:
         from evaluators.epdms.config import NAVSIM_V2
         from evaluators.epdms.scene import prepare_scene
 
         if scene not in self._prepared:
             self._prepared[scene] = prepare_scene(self.cases[scene], NAVSIM_V2)
-        return exact_values(self.cases[scene], poses, self._prepared[scene])
+        return exact_values(self.cases[scene], poses, self._prepared[scene], previous)
 
 
 class RWMScorer:
@@ -93,8 +151,10 @@ class RWMScorer:
             self._inputs[scene] = self.model.scene_inputs(self.cases[scene], agent_input)
         return self._inputs[scene]
 
-    def score(self, scene: int, poses: np.ndarray) -> dict[str, np.ndarray]:
-        pred = self.model.predict(self.scene_inputs(scene), np.asarray(poses, dtype=np.float32), as_frame=False)
+    def score(self, scene: int, poses: np.ndarray, previous: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        plan = previous_in_current_frame(self.cases[scene], previous) if previous is not None else None
+        pred = self.model.predict(self.scene_inputs(scene), np.asarray(poses, dtype=np.float32), previous=plan,
+                                  as_frame=False)
         return {name: np.asarray(pred[name], dtype=np.float64) for name in VALUE_NAMES}
 
 
@@ -128,13 +188,20 @@ def combine(values: Mapping[str, np.ndarray], weights: Sequence[tuple[str, float
 
 
 class ScoreReward:
-    """PPO's ``RewardFn``: (n,) scenes and (n, M, 8, 3) poses -> (n, M) combined values of ``scorer``."""
+    """PPO's ``RewardFn``: (n,) scenes, (n, M, 8, 3) poses and optionally (n, 8, 3) previous-frame plans (NaN rows:
+    none) -> (n, M) combined values of ``scorer``."""
 
     def __init__(self, scorer: Scorer, weights: Sequence[tuple[str, float]] = ()):
         check_weights(weights)
         self.scorer = scorer
         self.weights = tuple(weights)
 
-    def __call__(self, scenes: np.ndarray, poses: np.ndarray) -> np.ndarray:
+    def __call__(self, scenes: np.ndarray, poses: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
         poses = np.asarray(poses)
-        return np.stack([combine(self.scorer.score(int(s), p), self.weights) for s, p in zip(scenes, poses)])
+        out = []
+        for i, (s, p) in enumerate(zip(scenes, poses)):
+            plan = None
+            if previous is not None and np.isfinite(previous[i]).all():
+                plan = np.asarray(previous[i])
+            out.append(combine(self.scorer.score(int(s), p, plan), self.weights))
+        return np.stack(out)

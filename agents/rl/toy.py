@@ -45,7 +45,7 @@ def toy_features(n: int, seed: int = 0) -> SceneFeatures:
                          map_points=empty, map_logits=empty, speed_logits=empty, path_logits=empty, depth=empty)
 
 
-def progress_reward(scenes: np.ndarray, poses: np.ndarray) -> np.ndarray:
+def progress_reward(scenes: np.ndarray, poses: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
     """Final longitudinal position / 40 m: more progress is better (so faster candidates and confidences in them)."""
     return np.asarray(poses)[..., -1, 0] / 40.0
 

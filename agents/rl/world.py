@@ -81,6 +81,24 @@ class SceneSet:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    @property
+    def previous(self) -> np.ndarray:
+        return previous_scene_index(self.cases)
+
+
+def previous_scene_index(cases: Sequence[ScoringCase]) -> np.ndarray:
+    """(N,) index of the scene one frame (0.5 s) earlier in the same log, the frame whose plan the two-stage EC
+    compares with; -1 where that frame is not among ``cases``."""
+    from agents.rl.rewards import previous_frame
+
+    by_time = {(c.log_name, int(c.time_us)): i for i, c in enumerate(cases)}
+    out = np.full(len(cases), -1, dtype=np.int64)
+    for i, case in enumerate(cases):
+        prev = previous_frame(case)
+        if prev is not None:
+            out[i] = by_time.get((case.log_name, int(prev.time_us)), -1)
+    return out
+
 
 def default_cache_dir(out_dir: str | Path, split: str) -> Path:
     """Beside the run folder, like the evaluation runner's: runs under one parent share one metric cache."""

@@ -46,7 +46,11 @@ class RewardModel:
         payload = load_checkpoint(checkpoint)
         config = RWMConfig.from_dict(payload["config"])
         model = build_model(config, int(payload["bev_channels"]))
-        model.load_state_dict(payload["model"])
+        try:
+            model.load_state_dict(payload["model"])
+        except RuntimeError as exc:  # torch reports missing / unexpected / mis-shaped weights this way
+            raise ValueError(f"{checkpoint}: weights do not fit this RWM architecture (a checkpoint of an older "
+                             f"version? retrain it): {str(exc).splitlines()[0]}") from None
         return cls(model, config, device, chunk)
 
     def scene_inputs(self, case: ScoringCase, agent_input=None) -> SceneInputs:
