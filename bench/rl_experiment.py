@@ -123,14 +123,40 @@ def stage_rl(root: Path, name: str, data: Path, il: Path, rwm: Path, reward: str
     policy = out / POLICY_NAME
     if policy.exists():
         return policy
-    args = Args(il=str(il), rwm=str(rwm), data=str(data), split="navtrain",
-                cache_dir=str(root / "metric_cache" / "navtrain"), seed=a.seed, iterations=a.iterations,
+    rl_data, rl_split, rl_cache = rl_scenes(root, data, a)
+    # The exact-reward run needs no RWM (its checkpoint is only recorded when there is one).
+    args = Args(il=str(il), rwm=str(rwm) if reward == "rwm" or rwm.exists() else "", data=str(rl_data), split=rl_split,
+                cache_dir=str(rl_cache), seed=a.seed, iterations=a.iterations,
                 threads=a.rl_threads, reward=reward, scenes_per_iteration=a.scenes_per_iteration,
                 samples_per_scene=a.samples_per_scene, learning_rate=a.lr, kl_coef=a.kl_coef, min_std=a.min_std,
                 eval_every=a.eval_every, eval_scenes=64)
     say(f"PPO with the {reward} reward: {a.iterations} iterations")
     run(args, out, say=say)
     return policy
+
+
+def rl_scenes(root: Path, data: Path, a) -> tuple[Path, str, Path]:
+    """(data root, split, metric cache) of the scenes PPO trains on.
+
+    ``--rl-world-logs 0``: the world's navtrain (original frames only). Otherwise a second world (seed
+    ``--rl-world-seed``, its own logs and road network, nothing shared with the held-out test logs) whose
+    navhard_two_stage split gives PPO original *and* synthetic (perturbed start state) frames, the kind of frame
+    the held-out two-stage evaluation scores in its second stage and that navtrain never shows."""
+    if not a.rl_world_logs:
+        return data, "navtrain", root / "metric_cache" / "navtrain"
+    world = root / "rl_world"
+    if not (world / "world.json").exists():
+        from irlvla_bench.world import generate_world
+
+        say(f"generating the RL training world: {a.rl_world_logs} logs (seed {a.rl_world_seed})")
+        generate_world(world, a.rl_world_logs, a.rl_world_seed, a.world_preset, train_logs=0)
+    cache = root / "metric_cache" / "rl_world_navhard_two_stage"
+    if not (cache / "cache_summary.json").exists():
+        from irlvla_bench.caching import cache_split
+
+        say("caching the RL training world's navhard_two_stage")
+        cache_split(world, "navhard_two_stage", cache)
+    return world, "navhard_two_stage", cache
 
 
 def stage_eval(root: Path, name: str, data: Path, checkpoint: Path) -> Path:
@@ -231,6 +257,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kl-coef", type=float, default=0.01)
     p.add_argument("--min-std", type=float, default=0.03)
     p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--rl-world-logs", type=int, default=0,
+                   help="PPO on the navhard_two_stage frames of a second world with this many logs (0: navtrain)")
+    p.add_argument("--rl-world-seed", type=int, default=11)
+    p.add_argument("--rl-name", default="", help="suffix of the PPO run folders (rl_<reward><suffix>)")
     p.add_argument("--stop-after", default="", help="stop after this stage (data, il, labels, rwm, rl)")
     p.add_argument("--rl-only", choices=("rwm", "exact"), default=None, help="run only this PPO stage, then stop")
     a = p.parse_args(argv)
@@ -246,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         missing = [str(p) for p in needed if not p.exists()]
         if missing:
             raise SystemExit(f"--rl-only {a.rl_only}: run the earlier stages first (missing {', '.join(missing)})")
-        stage_rl(root, f"rl_{a.rl_only}", root / "data", il, rwm, a.rl_only, a)
+        stage_rl(root, f"rl_{a.rl_only}{a.rl_name}", root / "data", il, rwm, a.rl_only, a)
         return
     data = stage_data(root, a)
     if a.stop_after == "data":
@@ -260,8 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     rwm = stage_rwm(root, labels, a)
     if a.stop_after == "rwm":
         return
-    rl_rwm = stage_rl(root, "rl_rwm", data, il, rwm, "rwm", a)
-    rl_exact = stage_rl(root, "rl_exact", data, il, rwm, "exact", a)
+    rl_rwm = stage_rl(root, f"rl_rwm{a.rl_name}", data, il, rwm, "rwm", a)
+    rl_exact = stage_rl(root, f"rl_exact{a.rl_name}", data, il, rwm, "exact", a)
     if a.stop_after == "rl":
         return
     metric_cache(root, data, "navhard_two_stage")

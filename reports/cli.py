@@ -42,7 +42,7 @@ def compare(
 ) -> None:
     """Paired regression comparison of two evaluations of the same split, scorer and traffic policy."""
     from reports.compare import SHORT_NAMES, compare_evaluations
-    from reports.compare_report import write_comparison_report
+    from reports.compare_report import mapping_headline, write_comparison_report
 
     try:
         comparison = compare_evaluations(eval_a, eval_b, n_boot=n_boot, seed=seed, top_k=top_k)
@@ -61,6 +61,9 @@ def compare(
     console.print(table)
     console.print(f"EPDMS (summaries): A {comparison.epdms_a:.4f}, B {comparison.epdms_b:.4f}, "
                   f"delta {comparison.epdms_delta:+.4f}", highlight=False)
+    headline = mapping_headline(comparison)
+    if headline is not None:
+        console.print(escape(headline), highlight=False)
     console.print(f"report: {escape(str(files.html))}", highlight=False)
 
 

@@ -13,7 +13,12 @@ gain for B), with
 
 Two-stage EPDMS is not a plain mean over tokens (stage two is weighted by the pseudo-closed-loop weights and
 NAVSIM combines the stages afterwards), so the token-level statistics are over the row ``score`` and the
-headline EPDMS numbers come from the two ``summary.json`` files.
+headline EPDMS numbers come from the two ``summary.json`` files. The two-stage EPDMS *is* a plain mean over
+mappings (``aggregate_agent``: one value ``(s1_now * s2_now + s1_prev * s2_prev) / 2`` per mapping), and the
+mappings are the independent units, so its interval comes from the same paired statistics over mappings
+(``mapping_stats``): per-mapping scores from the summaries' ``mapping_scores``, or recomputed from the rows and
+the split's mappings for summaries written before that field existed. One-stage EPDMS is the mean of the row
+``score``, so there the token statistics of ``score`` already are the EPDMS statistics.
 
 Comparing evaluations of different splits, scorer versions, traffic policies or aggregations would produce
 numbers that look meaningful and are not, so :func:`compare_evaluations` refuses with an ``InputError`` that
@@ -26,7 +31,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,6 +39,7 @@ from scipy import stats as scipy_stats
 
 from evaluators.epdms.score import SUB_METRICS
 from irlvla_bench.errors import InputError
+from irlvla_bench.types import StageMapping
 
 SCHEMA = "irlvla-evaluation/v1"
 METRICS: tuple[str, ...] = (*SUB_METRICS, "two_frame_extended_comfort", "score")
@@ -51,6 +57,14 @@ SHORT_NAMES = {
 }
 _REQUIRED_COLUMNS = ("token", "log_name", "stage", "status", "poses", *METRICS)
 _OPTIONAL_COLUMNS = {"frame_type": "", "error": ""}
+MAPPING_FIELDS = ("now", "prev", "score", "stage_one_score", "stage_two_score")
+# Summary EPDMS and the mean of its mapping scores must agree this closely, else the mappings are not the ones
+# that were aggregated (e.g. the split file changed since the evaluation) and an interval would describe another
+# quantity. Both are means of the same float64 numbers, so only summation order separates them.
+MAPPING_EPDMS_TOLERANCE = 1e-9
+# Seed-sequence tail of the mapping bootstrap stream. stats_table's streams are [seed, stage index (0..2), metric
+# index]; a SeedSequence ignores trailing zero words, so only a stage index no stage has keeps this one apart.
+_MAPPING_STREAM = (len(STAGES),)
 # Rows of bootstrap indices drawn at once: bounds memory at ~4M indices whatever the number of tokens.
 _BOOT_CHUNK_ELEMENTS = 4_000_000
 
@@ -118,6 +132,11 @@ class Comparison:
     failed_in_a: tuple[str, ...]  # present in both, not ok in A
     failed_in_b: tuple[str, ...]  # present in both, not ok in B
     notes: tuple[str, ...] = field(default=())
+    # Two-stage only, None when skipped (the reason is in ``notes``): paired statistics of the per-mapping EPDMS
+    # (n, mean_a, mean_b, delta, ci_low, ci_high, p_value, wins, ties, losses over the mappings with a finite
+    # score in both), num_mappings_a/b, source_a/b (where each side's mapping scores came from) and ``mappings``
+    # (one record per paired mapping: now, prev, score_a, score_b, score_delta).
+    mapping_stats: dict[str, Any] | None = None
 
     @property
     def epdms_delta(self) -> float:
@@ -181,6 +200,11 @@ def _read_rows(folder: Path) -> tuple[pd.DataFrame, Path]:
         rows[column] = rows[column].astype(str)
     for metric in METRICS:
         rows[metric] = pd.to_numeric(rows[metric], errors="coerce").astype(float)
+    # weight and aggregated feed the per-mapping recomputation only; the CSV reader sees them as text.
+    if "weight" in rows.columns:
+        rows["weight"] = pd.to_numeric(rows["weight"], errors="coerce").astype(float)
+    if "aggregated" in rows.columns:
+        rows["aggregated"] = rows["aggregated"].astype(str).str.lower().isin(("true", "1"))
     duplicated = rows["token"][rows["token"].duplicated()]
     if not duplicated.empty:
         raise InputError(str(source), "token", f"{duplicated.iloc[0]!r} appears more than once (one row per token)")
@@ -385,6 +409,171 @@ def top_changes(pairs: pd.DataFrame, *, k: int) -> tuple[pd.DataFrame, pd.DataFr
     return table(gains), table(losses)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Two-stage EPDMS over mappings
+
+
+def _weighted_row_score(tokens: Sequence[str], score: dict[str, float], weight: dict[str, float]) -> float:
+    # The same numpy operations in the same order as aggregate_agent's _weighted_average, so the recomputed
+    # values are bit-identical to the aggregation's, not merely close.
+    if not tokens:
+        return math.nan
+    weights = np.array([weight[t] for t in tokens])
+    total = weights.sum()
+    if total == 0:
+        return math.nan
+    return float((np.array([score[t] for t in tokens]) * weights).sum() / total)
+
+
+def mapping_scores_from_rows(rows: pd.DataFrame, mappings: Sequence[StageMapping]) -> pd.DataFrame:
+    """Per-mapping EPDMS of a row table, exactly as ``aggregate_agent`` computes ``MappingScore``'s ``score``.
+
+    ``rows`` needs ``token``, ``score``, ``weight`` and ``aggregated`` (``ROW_COLUMNS`` of the evaluation
+    summary). The rows hold each token's final row score and pseudo-closed-loop weight (after the last write of
+    a token shared by several mappings), which is exactly the table ``aggregate_agent`` averages. A mapping with
+    a token that is absent or not aggregated was dropped from the evaluation's aggregation, so it is left out
+    here too. Returns one row per kept mapping, in the given order, with the columns of ``MAPPING_FIELDS``.
+    """
+    missing = [c for c in ("token", "score", "weight", "aggregated") if c not in rows.columns]
+    if missing:
+        raise ValueError(f"the row table lacks column(s) {missing}, needed to recompute mapping scores")
+    used = rows[rows["aggregated"].astype(bool)]
+    score = dict(zip(used["token"], used["score"].astype(float)))
+    weight = dict(zip(used["token"], used["weight"].astype(float)))
+    records = []
+    for mapping in mappings:
+        tokens = [mapping.now, mapping.prev, *(t for pair in mapping.second_stage for t in pair)]
+        if any(t not in score for t in tokens):
+            continue
+        s1_now = _weighted_row_score([mapping.now], score, weight)
+        s1_prev = _weighted_row_score([mapping.prev], score, weight)
+        s2_now = _weighted_row_score([p[0] for p in mapping.second_stage], score, weight)
+        s2_prev = _weighted_row_score([p[1] for p in mapping.second_stage], score, weight)
+        records.append({"now": mapping.now, "prev": mapping.prev,
+                        "score": (s1_now * s2_now + s1_prev * s2_prev) / 2,
+                        "stage_one_score": (s1_now + s1_prev) / 2, "stage_two_score": (s2_now + s2_prev) / 2})
+    return pd.DataFrame.from_records(records, columns=list(MAPPING_FIELDS))
+
+
+def mapping_scores_from_summary(summary: dict[str, Any], *, source: str) -> pd.DataFrame | None:
+    """``summary.json`` ``mapping_scores`` as a table (null -> NaN); None when the summary predates the field."""
+    items = summary.get("mapping_scores")
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        raise InputError(source, "mapping_scores", f"expected a list, got {type(items).__name__}")
+    records = []
+    for i, item in enumerate(items):
+        where = f"mapping_scores[{i}]"
+        if not isinstance(item, dict):
+            raise InputError(source, where, f"expected an object, got {type(item).__name__}")
+        for key in ("now", "prev"):
+            if not isinstance(item.get(key), str):
+                raise InputError(source, f"{where}.{key}", f"expected a token string, got {item.get(key)!r}")
+        record = {"now": item["now"], "prev": item["prev"]}
+        for key in MAPPING_FIELDS[2:]:
+            value = item.get(key)
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+                raise InputError(source, f"{where}.{key}", f"expected a number or null, got {value!r}")
+            record[key] = math.nan if value is None else float(value)
+        records.append(record)
+    return pd.DataFrame.from_records(records, columns=list(MAPPING_FIELDS))
+
+
+def split_mappings(summary: dict[str, Any], *, source: str = "summary.json") -> tuple[StageMapping, ...]:
+    """The mappings of the summary's split read from its ``data_root``, as ``list_jobs`` builds a plan's."""
+    from irlvla_bench.evaluation.plan import resolve_split  # the evaluation package is slow to import
+
+    data_root = summary.get("data_root")
+    if not isinstance(data_root, str) or not data_root:
+        raise InputError(source, "data_root", f"expected a path, got {data_root!r}")
+    spec = resolve_split(str(summary["split"]), data_root)
+    return tuple(StageMapping(now, prev, tuple(tuple(p) for p in pairs)) for now, prev, pairs in spec.mappings)
+
+
+def _epdms_mismatch(scores: pd.DataFrame, summary: dict[str, Any]) -> str:
+    """Why these mapping scores are not the summary's aggregation ("" when they are)."""
+    expected_n = summary.get("num_mappings")
+    if isinstance(expected_n, int) and not isinstance(expected_n, bool) and expected_n != len(scores):
+        return f"{len(scores)} mappings, but summary.json num_mappings is {expected_n}"
+    finite = scores["score"].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    mean = float(finite.mean()) if finite.size else math.nan
+    if not abs(mean - float(summary["epdms"])) <= MAPPING_EPDMS_TOLERANCE:
+        return f"their mean {mean!r} differs from summary.json epdms {summary['epdms']!r}"
+    return ""
+
+
+def evaluation_mapping_scores(ev: Evaluation) -> tuple[pd.DataFrame | None, str]:
+    """(mapping scores, where they came from) of one two-stage evaluation, or (None, why they are unavailable)."""
+    scores = mapping_scores_from_summary(ev.summary, source=str(ev.summary_path))
+    if scores is not None:
+        origin = f"{ev.summary_path} mapping_scores"
+    else:
+        try:
+            mappings = split_mappings(ev.summary, source=str(ev.summary_path))
+        except (InputError, OSError) as exc:
+            return None, (f"{ev.summary_path} has no mapping_scores and the mappings of split "
+                          f"{ev.summary['split']!r} could not be read ({exc})")
+        if not mappings:
+            return None, (f"{ev.summary_path} has no mapping_scores and split {ev.summary['split']!r} at "
+                          f"{ev.summary.get('data_root')} defines no mappings")
+        try:
+            scores = mapping_scores_from_rows(ev.rows, mappings)
+        except ValueError as exc:
+            return None, f"{ev.path}: {exc}"
+        origin = (f"recomputed from {ev.path}'s rows with the {len(mappings)} mappings of split "
+                  f"{ev.summary['split']!r} at {ev.summary['data_root']}")
+    mismatch = _epdms_mismatch(scores, ev.summary)
+    if mismatch:
+        return None, f"mapping scores {origin} do not reproduce the evaluation's EPDMS: {mismatch}"
+    return scores, origin
+
+
+def pair_mappings(scores_a: pd.DataFrame, scores_b: pd.DataFrame) -> pd.DataFrame:
+    """Mappings present in both tables (matched on now, prev and occurrence), with ``score_delta = B - A``."""
+    def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+        # A split may list the same (now, prev) twice; the k-th occurrence pairs with the k-th.
+        return frame[["now", "prev", "score"]].assign(occurrence=frame.groupby(["now", "prev"]).cumcount())
+
+    merged = keyed(scores_a).merge(keyed(scores_b), on=["now", "prev", "occurrence"], suffixes=("_a", "_b"),
+                                   how="inner", validate="one_to_one")
+    merged["score_delta"] = merged["score_b"] - merged["score_a"]
+    return merged[["now", "prev", "score_a", "score_b", "score_delta"]].reset_index(drop=True)
+
+
+def mapping_level_stats(scores_a: pd.DataFrame, scores_b: pd.DataFrame, *, n_boot: int,
+                        seed: int) -> dict[str, Any]:
+    """Paired statistics of the per-mapping EPDMS: its delta's bootstrap interval, Wilcoxon p, win/tie/loss."""
+    pairs = pair_mappings(scores_a, scores_b)
+    rng = np.random.default_rng([seed, *_MAPPING_STREAM])
+    values = paired_stats(pairs["score_a"].to_numpy(), pairs["score_b"].to_numpy(), n_boot=n_boot, rng=rng)
+    return {**values, "num_mappings_a": len(scores_a), "num_mappings_b": len(scores_b),
+            "mappings": pairs.to_dict(orient="records")}
+
+
+def _mapping_comparison(ev_a: Evaluation, ev_b: Evaluation, *, n_boot: int,
+                        seed: int) -> tuple[dict[str, Any] | None, list[str]]:
+    """``Comparison.mapping_stats`` and the notes that explain it (or why it is missing)."""
+    if ev_a.summary["aggregation"] != "two_stage":
+        return None, ["One-stage split: its EPDMS is the mean of the row `score`, so the token-level statistics of "
+                      "`score` (stage all) already are the paired bootstrap of the EPDMS; there are no mappings."]
+    scores_a, origin_a = evaluation_mapping_scores(ev_a)
+    scores_b, origin_b = evaluation_mapping_scores(ev_b)
+    if scores_a is None or scores_b is None:
+        reasons = "; ".join(r for s, r in ((scores_a, origin_a), (scores_b, origin_b)) if s is None)
+        return None, [f"No interval for the two-stage EPDMS over mappings: {reasons}."]
+    stats = mapping_level_stats(scores_a, scores_b, n_boot=n_boot, seed=seed)
+    stats.update(source_a=origin_a, source_b=origin_b)
+    notes = [f"Two-stage EPDMS interval: paired bootstrap over the {stats['n']} mappings scored (finite) in both "
+             f"evaluations, the independent units of the split (A: {origin_a}; B: {origin_b})."]
+    if stats["n"] < max(len(scores_a), len(scores_b)):
+        notes.append(f"{len(scores_a) - stats['n']} mapping(s) of A and {len(scores_b) - stats['n']} of B are not "
+                     "scored in both and are left out of the mapping statistics, whose means then differ from "
+                     "the summaries' EPDMS.")
+    return stats, notes
+
+
 def compare_evaluations(dir_a: str | Path, dir_b: str | Path, *, n_boot: int = 2000, seed: int = 0,
                         top_k: int = 10) -> Comparison:
     """Compare evaluation B against evaluation A token by token (see the module docstring)."""
@@ -415,6 +604,8 @@ def compare_evaluations(dir_a: str | Path, dir_b: str | Path, *, n_boot: int = 2
                      "are left out of the paired statistics.")
     if len(pairs) == 0:
         notes.append("No token is ok in both evaluations: there are no paired statistics.")
+    mapping_stats, mapping_notes = _mapping_comparison(ev_a, ev_b, n_boot=n_boot, seed=seed)
+    notes += mapping_notes
     return Comparison(
         a=info_a, b=info_b, n_boot=n_boot, seed=seed, pairs=pairs,
         stats=stats_table(pairs, n_boot=n_boot, seed=seed),
@@ -423,5 +614,5 @@ def compare_evaluations(dir_a: str | Path, dir_b: str | Path, *, n_boot: int = 2
         top_gains=top_gains, top_regressions=top_regressions,
         only_in_a=tuple(sorted(tokens_a - tokens_b)), only_in_b=tuple(sorted(tokens_b - tokens_a)),
         failed_in_a=tuple(sorted(failed_a)), failed_in_b=tuple(sorted(failed_b)),
-        notes=tuple(notes),
+        notes=tuple(notes), mapping_stats=mapping_stats,
     )

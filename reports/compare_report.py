@@ -1,7 +1,8 @@
 """Write a :class:`reports.compare.Comparison` as a report folder.
 
 ```
-OUT/comparison.json     every number (meta, headline, per-metric/stage statistics, top tokens, per-token deltas)
+OUT/comparison.json     every number (meta, headline, two-stage EPDMS interval over mappings, per-metric/stage
+                        statistics, top tokens, per-token deltas)
 OUT/comparison.md       the same tables as Markdown
 OUT/index.html          self-contained page (inline CSS, figures referenced relatively)
 OUT/figures/forest.png            per-metric delta with bootstrap 95% intervals, one panel per stage
@@ -29,7 +30,8 @@ from matplotlib.figure import Figure
 
 from irlvla_bench.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from reports.bev import SceneLookup, find_scene, parse_poses, render_bev
-from reports.compare import METRICS, SHORT_NAMES, STAGES, TIE_TOLERANCE, Comparison, changed_metrics, top_changes
+from reports.compare import (CONFIDENCE, METRICS, SHORT_NAMES, STAGES, TIE_TOLERANCE, Comparison, changed_metrics,
+                             top_changes)
 
 GALLERY_K = 6
 REPORT_SCHEMA = "irlvla-comparison/v1"
@@ -92,6 +94,8 @@ def comparison_to_dict(c: Comparison, gallery: Sequence[GalleryItem] = (), figur
                             f"ties: |delta| <= {TIE_TOLERANCE:g}",
         "n_boot": c.n_boot, "seed": c.seed,
         "epdms": {"a": c.epdms_a, "b": c.epdms_b, "delta": c.epdms_delta, "source": "summary.json epdms"},
+        "mapping_headline": mapping_headline(c),
+        "mapping_stats": c.mapping_stats,
         "headline": _records(c.headline),
         "num_paired": c.num_paired,
         "stats": _records(c.stats),
@@ -123,7 +127,26 @@ def _fmt_p(value: float) -> str:
     return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
 
 
-def _significant(row: pd.Series) -> bool:
+def mapping_headline(c: Comparison) -> str | None:
+    """The two-stage EPDMS delta with its interval over mappings in one line; None when there is none."""
+    m = c.mapping_stats
+    if m is None:
+        return None
+    return (f"Two-stage EPDMS delta {_fmt_signed(m['delta'])}, {CONFIDENCE:.0%} CI over {int(m['n'])} mappings "
+            f"[{_fmt_signed(m['ci_low'])}, {_fmt_signed(m['ci_high'])}], Wilcoxon p {_fmt_p(m['p_value'])}, "
+            f"wins/ties/losses {int(m['wins'])}/{int(m['ties'])}/{int(m['losses'])}")
+
+
+def _mapping_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    m = c.mapping_stats
+    header = ["mappings", "mean A", "mean B", "delta", "95% CI", "Wilcoxon p", "win / tie / loss"]
+    mark = " *" if _significant(m) else ""
+    return header, [[str(int(m["n"])), _fmt(m["mean_a"]), _fmt(m["mean_b"]), _fmt_signed(m["delta"]) + mark,
+                     f"[{_fmt_signed(m['ci_low'])}, {_fmt_signed(m['ci_high'])}]", _fmt_p(m["p_value"]),
+                     f"{int(m['wins'])} / {int(m['ties'])} / {int(m['losses'])}"]]
+
+
+def _significant(row: pd.Series | dict[str, Any]) -> bool:
     return math.isfinite(row["ci_low"]) and (row["ci_low"] > 0 or row["ci_high"] < 0)
 
 
@@ -300,8 +323,13 @@ def render_markdown(c: Comparison, gallery: Sequence[GalleryItem]) -> str:
              f"EPDMS (summaries): A {_fmt(c.epdms_a)}, B {_fmt(c.epdms_b)}, **delta {_fmt_signed(c.epdms_delta)}**. "
              f"{c.num_paired} paired tokens; 95% paired bootstrap intervals ({c.n_boot} resamples, seed {c.seed}); "
              "Wilcoxon signed-rank test over tokens; `*` marks an interval excluding zero.", ""]
+    line = mapping_headline(c)
+    if line:
+        parts += [f"**{line}.**", ""]
     parts += [*(f"- {n}" for n in c.notes), "", "## Evaluations", "", _md_table(*_info_rows(c)), "",
               "## Headline (from summary.json)", "", _md_table(*_headline_rows(c)), ""]
+    if c.mapping_stats is not None:
+        parts += ["## Two-stage EPDMS over mappings", "", _md_table(*_mapping_rows(c)), ""]
     for stage in _stages_with_stats(c):
         parts += [f"## Token-level statistics, stage: {stage}", "", _md_table(*_stats_rows(c, stage)), ""]
     parts += ["![forest plot](figures/forest.png)", "", "![score delta histogram](figures/score_delta_hist.png)", ""]
@@ -355,6 +383,15 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _html_mapping_headline(c: Comparison) -> list[str]:
+    line = mapping_headline(c)
+    if line is None:
+        return []
+    delta = c.mapping_stats["delta"]
+    sign = "pos" if delta > 0 else "neg" if delta < 0 else ""
+    return [f"<p class=\"headline\"><b class=\"{sign}\">{html.escape(line)}</b></p>"]
+
+
 def render_html(c: Comparison, gallery: Sequence[GalleryItem]) -> str:
     e = html.escape
     sign = "pos" if c.epdms_delta > 0 else "neg" if c.epdms_delta < 0 else ""
@@ -364,6 +401,7 @@ def render_html(c: Comparison, gallery: Sequence[GalleryItem]) -> str:
         f"<h1>Regression comparison: {e(c.b.label)} vs {e(c.a.label)}</h1>",
         f"<p class=\"headline\">EPDMS (from the summaries): A {_fmt(c.epdms_a)}, B {_fmt(c.epdms_b)}, "
         f"<b class=\"{sign}\">delta {_fmt_signed(c.epdms_delta)}</b> &middot; {c.num_paired} paired tokens</p>",
+        *_html_mapping_headline(c),
         "<p>Delta = B - A; every metric is higher-is-better, so a positive delta is a gain for B. Intervals are "
         f"paired bootstrap 95% percentile intervals of the mean delta ({c.n_boot} resamples, seed {c.seed}); "
         "p-values are two-sided Wilcoxon signed-rank tests over tokens; * marks an interval excluding zero.</p>",
@@ -371,6 +409,8 @@ def render_html(c: Comparison, gallery: Sequence[GalleryItem]) -> str:
         "<h2>Evaluations</h2>", _html_table(*_info_rows(c)),
         "<h2>Headline (from summary.json)</h2>", _html_table(*_headline_rows(c)),
     ]
+    if c.mapping_stats is not None:
+        parts += ["<h2>Two-stage EPDMS over mappings</h2>", _html_table(*_mapping_rows(c))]
     for stage in _stages_with_stats(c):
         parts += [f"<h2>Token-level statistics, stage: {e(stage)}</h2>", _html_table(*_stats_rows(c, stage))]
     parts += [

@@ -37,6 +37,25 @@ SHORT = {"no_at_fault_collisions": "NC", "drivable_area_compliance": "DAC", "dri
          "lane_keeping": "LK", "history_comfort": "HC", EC: "EC", "epdms": "EPDMS"}
 TARGETS = {"auroc_min": 0.95, "epdms_spearman_min": 0.85, "top1_regret_max_points": 3.0}
 PRED = "pred_"
+GATES = ("no_at_fault_collisions", "drivable_area_compliance", "driving_direction_compliance",
+         "traffic_light_compliance")
+
+
+def plugin_epdms(table: pd.DataFrame) -> np.ndarray:
+    """The RWM's plug-in EPDMS: every multiplicative gate at its most likely value (NC and DDC rounded to the
+    nearest of 0, 0.5, 1; DAC and TLC to 0 or 1), times the weighted part from the expected values.
+
+    Why a second estimate: the exact EPDMS is a gated score, 0 for most candidates, and ties cap the rank
+    correlation of any continuous score (``spearman_ceiling_untied``). The expected EPDMS (``pred_epdms``, the
+    reward PPO uses) is the right score for picking one candidate (it weighs the risk of each gate); the plug-in
+    one reproduces the gates' ties, so it is the one to correlate with the exact score across candidates."""
+    gated = {m: table[PRED + m].to_numpy(dtype=float) for m in SUB_METRICS}
+    for m in GATES:
+        value = gated[m]
+        gated[m] = np.round(value * 2.0) / 2.0 if m in THREE_CLASS else (value >= 0.5).astype(float)
+    from irlvla_bench.labelling.epdms import epdms
+
+    return epdms(gated, table[PRED + EC].to_numpy(dtype=float))
 RANK_KS = (1, 5, 10)
 
 
@@ -68,6 +87,9 @@ def _metric_block(table: pd.DataFrame) -> dict:
                     "spearman_ceiling_untied": fm.spearman_ceiling_untied(y),
                     "auroc_nonzero": fm.auroc(nonzero, p),
                     "spearman_nonzero": fm.correlations(y[nonzero], p[nonzero])["spearman"]}
+    plugin = plugin_epdms(table)
+    out["epdms_plugin"] = {"mae": fm.mae(y, plugin), **fm.correlations(y, plugin),
+                           "zero_agreement": float(np.mean((plugin == 0) == ~nonzero)) if len(y) else float("nan")}
     ranking = fm.ranking_summary(table["scene"].to_numpy(), y, p, RANK_KS)
     for key in ("top1_regret_mean", "top1_regret_median", "top1_regret_p90"):
         ranking[key + "_points"] = ranking.pop(key) * 100.0
@@ -79,8 +101,11 @@ def _checks(block: dict) -> dict:
     aurocs = {m: v["auroc"] for m, v in block["binary"].items() if not np.isnan(v["auroc"])}
     return {
         "auroc": {m: {"value": a, "pass": a >= TARGETS["auroc_min"]} for m, a in aurocs.items()},
-        "epdms_spearman": {"value": block["epdms"]["spearman"],
-                           "pass": block["epdms"]["spearman"] >= TARGETS["epdms_spearman_min"]},
+        # Correlation across candidates is judged on the plug-in estimate (see ``plugin_epdms``); the expected
+        # EPDMS's Spearman is reported next to it.
+        "epdms_spearman": {"value": block["epdms_plugin"]["spearman"],
+                           "pass": block["epdms_plugin"]["spearman"] >= TARGETS["epdms_spearman_min"],
+                           "expected_epdms_spearman": block["epdms"]["spearman"]},
         "top1_regret_points": {"value": block["ranking"]["top1_regret_mean_points"],
                                "pass": block["ranking"]["top1_regret_mean_points"] <= TARGETS["top1_regret_max_points"]},
     }
@@ -280,6 +305,12 @@ def _tables(numbers: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         ["exact EPDMS = 0 (fraction of candidates)", _fmt(e["exact_zero_fraction"])],
         ["Spearman ceiling of any tie-free score", _fmt(e["spearman_ceiling_untied"])],
         ["AUROC of EPDMS > 0", _fmt(e["auroc_nonzero"])],
+        ["plug-in EPDMS (gates at their most likely value) MAE", _fmt(overall["epdms_plugin"]["mae"])],
+        ["plug-in EPDMS Pearson", _fmt(overall["epdms_plugin"]["pearson"])],
+        ["plug-in EPDMS Spearman", _fmt(overall["epdms_plugin"]["spearman"])],
+        ["plug-in EPDMS Kendall", _fmt(overall["epdms_plugin"]["kendall"])],
+        ["plug-in EPDMS = 0 exactly where the exact EPDMS = 0 (fraction)",
+         _fmt(overall["epdms_plugin"]["zero_agreement"])],
         ["EPDMS Spearman on candidates with EPDMS > 0", _fmt(e["spearman_nonzero"])],
         ["top-1 regret mean [points]", _fmt(r["top1_regret_mean_points"])],
         ["top-1 regret median [points]", _fmt(r["top1_regret_median_points"])],
@@ -287,12 +318,13 @@ def _tables(numbers: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         *[[f"NDCG@{k}", _fmt(r[f"ndcg@{k}"])] for k in RANK_KS]]))
     for column, groups in numbers["by"].items():
         header = ["group", "scenes", "rows"] + [f"AUROC {SHORT[m]}" for m in BINARY_METRICS] + \
-            ["EP MAE", "EPDMS Spearman", "regret [pts]", "NDCG@5"]
+            ["EP MAE", "EPDMS Spearman", "plug-in Spearman", "regret [pts]", "NDCG@5"]
         rows = []
         for name, block in groups.items():
             rows.append([name, str(block["scenes"]), str(block["rows"])]
                         + [_fmt(block["binary"][m]["auroc"]) for m in BINARY_METRICS]
                         + [_fmt(block["ego_progress"]["mae"]), _fmt(block["epdms"]["spearman"]),
+                           _fmt(block["epdms_plugin"]["spearman"]),
                            _fmt(block["ranking"]["top1_regret_mean_points"]), _fmt(block["ranking"]["ndcg@5"])])
         out.append((f"By {column.replace('_', ' ')}", header, rows))
     expert = numbers.get("expert") or {}
@@ -317,8 +349,10 @@ def _tables(numbers: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     checks = numbers["checks"]
     rows = [[f"AUROC {SHORT[m]} >= {TARGETS['auroc_min']}", _fmt(c["value"]), "pass" if c["pass"] else "MISS"]
             for m, c in checks["auroc"].items()]
-    rows.append([f"EPDMS Spearman >= {TARGETS['epdms_spearman_min']}", _fmt(checks["epdms_spearman"]["value"]),
-                 "pass" if checks["epdms_spearman"]["pass"] else "MISS"])
+    rows.append([f"EPDMS Spearman (plug-in) >= {TARGETS['epdms_spearman_min']}",
+                 _fmt(checks["epdms_spearman"]["value"]), "pass" if checks["epdms_spearman"]["pass"] else "MISS"])
+    rows.append(["EPDMS Spearman (expected; the reward)", _fmt(checks["epdms_spearman"]["expected_epdms_spearman"]),
+                 "info"])
     rows.append([f"top-1 regret <= {TARGETS['top1_regret_max_points']} points",
                  _fmt(checks["top1_regret_points"]["value"]), "pass" if checks["top1_regret_points"]["pass"] else "MISS"])
     out.insert(0, ("Targets", ["target", "value", "status"], rows))

@@ -76,3 +76,19 @@ def reward_hacking_table(
                         "predicted_gain": predicted_gain, "exact_a": ea, "exact_b": eb, "exact_gain": exact_gain,
                         "excess": excess, "hacking": bool(n and excess > tolerance)})
     return pd.DataFrame.from_records(records, columns=["metric", *COLUMNS]).set_index("metric")
+
+
+HACKING_EXPLANATION = (
+    "Per sub-metric, the RWM-predicted mean gain of policy B over policy A next to the exact scorer's gain on the "
+    "same held-out tokens. excess = predicted - exact; a metric is flagged as hacked when the excess exceeds the "
+    "tolerance: the learned reward promises more than the exact scorer delivers.")
+
+
+def hacking_markdown(table: pd.DataFrame) -> str:
+    """The table as Markdown (gains signed), with the explanation above it."""
+    lines = ["# Reward hacking check", "", HACKING_EXPLANATION, "",
+             "| metric | n | predicted gain | exact gain | excess | hacking |", "|---|---|---|---|---|---|"]
+    for metric, row in table.iterrows():
+        lines.append(f"| {metric} | {int(row['n'])} | {row['predicted_gain']:+.4f} | {row['exact_gain']:+.4f} | "
+                     f"{row['excess']:+.4f} | {'**yes**' if row['hacking'] else 'no'} |")
+    return "\n".join(lines) + "\n"

@@ -110,3 +110,57 @@ def test_spearman_ceiling_of_tie_free_scores():
     assert fm.correlations(y, untied)["spearman"] == pytest.approx(ceiling, abs=0.01)
     assert ceiling < 0.85 and fm.correlations(y, y)["spearman"] == pytest.approx(1.0)
     assert fm.spearman_ceiling_untied(RNG.random(500)) == pytest.approx(1.0)
+
+
+def _label_table(rng, n=400):
+    """Exact labels of n candidates (gates with realistic failure rates) and their EPDMS."""
+    import pandas as pd
+
+    from irlvla_bench.labelling.epdms import epdms
+
+    table = {"no_at_fault_collisions": rng.choice([0.0, 0.5, 1.0], n, p=[0.3, 0.1, 0.6]),
+             "driving_direction_compliance": rng.choice([0.0, 0.5, 1.0], n, p=[0.1, 0.2, 0.7]),
+             "drivable_area_compliance": (rng.random(n) > 0.3).astype(float),
+             "traffic_light_compliance": (rng.random(n) > 0.1).astype(float),
+             "ego_progress": rng.random(n),
+             "time_to_collision_within_bound": (rng.random(n) > 0.2).astype(float),
+             "lane_keeping": (rng.random(n) > 0.2).astype(float),
+             "history_comfort": (rng.random(n) > 0.1).astype(float),
+             "extended_comfort": (rng.random(n) > 0.5).astype(float)}
+    table["epdms"] = epdms(table, table["extended_comfort"])
+    return pd.DataFrame(table)
+
+
+def test_plugin_epdms_of_exact_or_confident_predictions_equals_the_exact_epdms():
+    from reports.fidelity_report import PRED, plugin_epdms
+
+    rng = np.random.default_rng(3)
+    table = _label_table(rng)
+    exact = table.copy()
+    for column in list(table.columns):
+        exact[PRED + column] = table[column]
+    assert np.allclose(plugin_epdms(exact), table["epdms"])
+    # Confident but not one-hot gate predictions (e.g. p = 0.8 for a pass, an expected NC of 0.6 for 0.5) still
+    # round to the exact gates, so the plug-in estimate reproduces the exact ties; the expected one cannot.
+    confident = exact.copy()
+    for m in ("drivable_area_compliance", "traffic_light_compliance"):
+        confident[PRED + m] = np.where(table[m] == 1.0, 0.8, 0.2)
+    for m in ("no_at_fault_collisions", "driving_direction_compliance"):
+        confident[PRED + m] = table[m] * 0.8 + 0.1
+    plugin = plugin_epdms(confident)
+    assert np.allclose(plugin, table["epdms"])
+    assert np.array_equal(plugin == 0, table["epdms"].to_numpy() == 0)
+
+
+def test_plugin_epdms_of_inverted_gates_zeroes_the_passing_candidates():
+    from reports.fidelity_report import PRED, plugin_epdms
+
+    table = _label_table(np.random.default_rng(4))
+    inverted = table.copy()
+    for column in list(table.columns):
+        inverted[PRED + column] = table[column]
+    inverted[PRED + "drivable_area_compliance"] = 1.0 - table["drivable_area_compliance"]
+    plugin = plugin_epdms(inverted)
+    passing = table["drivable_area_compliance"].to_numpy() == 1.0
+    assert np.all(plugin[passing] == 0.0)
+    assert np.any(plugin[~passing] > 0.0)

@@ -385,3 +385,14 @@ def test_reward_hacking_table_rejects_bad_inputs():
         reward_hacking_table(frame, frame, frame, frame, metrics=["ego_progress"])
     with pytest.raises(ValueError, match="unique"):
         reward_hacking_table(frame, frame, frame, pd.concat([frame, frame]))
+
+
+def test_hacking_markdown_signs_gains_and_flags_rows():
+    from reports.hacking import hacking_markdown
+
+    table = pd.DataFrame({"n": [10, 10], "predicted_gain": [0.2, -0.01], "exact_gain": [0.05, -0.01],
+                          "excess": [0.15, 0.0], "hacking": [True, False]},
+                         index=pd.Index(["drivable_area_compliance", "lane_keeping"], name="metric"))
+    text = hacking_markdown(table)
+    assert "| drivable_area_compliance | 10 | +0.2000 | +0.0500 | +0.1500 | **yes** |" in text
+    assert "| lane_keeping | 10 | -0.0100 | -0.0100 | +0.0000 | no |" in text

@@ -170,8 +170,13 @@ def test_hacking_frames_for_two_policies(tmp_path_factory):
     for frame in (frames.rwm_a, frames.rwm_b, frames.exact_a, frames.exact_b):
         assert list(frame.columns) == list(VALUE_NAMES) and frame.index.name == "token"
         assert sorted(frame.index) == sorted(poses_il)
-    table = write_hacking(frames, tmp_path_factory.mktemp("hacking"))
+    hacking_dir = tmp_path_factory.mktemp("hacking")
+    table = write_hacking(frames, hacking_dir)
     assert list(table.index) == list(VALUE_NAMES)
+    page = (hacking_dir / "reward_hacking.html").read_text()
+    markdown = (hacking_dir / "reward_hacking.md").read_text()
+    for metric in VALUE_NAMES:  # every row reaches the pages a user opens from the pipeline's index
+        assert metric in page and f"| {metric} |" in markdown
     exact_gain = frames.exact_b["epdms"].mean() - frames.exact_a["epdms"].mean()
     assert table.loc["epdms", "exact_gain"] == pytest.approx(exact_gain, abs=1e-12)
     assert isinstance(table, pd.DataFrame)

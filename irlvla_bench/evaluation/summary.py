@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from evaluators.epdms import NAVSIM_V2
-from evaluators.epdms.aggregate import SUMMARY_COLUMNS, TokenRow, aggregate_agent, one_stage_summary
+from evaluators.epdms.aggregate import SUMMARY_COLUMNS, MappingScore, TokenRow, aggregate_agent, one_stage_summary
 from evaluators.epdms.score import SUB_METRICS
 from irlvla_bench.evaluation.plan import EvaluationPlan
 from irlvla_bench.evaluation.records import FAILED, OK, TokenRecord
@@ -36,6 +36,9 @@ class Aggregation:
     stage_two: dict[str, float] | None = None
     dropped_mappings: list[dict] = field(default_factory=list)
     num_mappings: int = 0
+    # Per-mapping scores of the kept mappings (two-stage only): the units a paired bootstrap of the two-stage
+    # EPDMS resamples, since the EPDMS is their mean.
+    mappings: list[MappingScore] = field(default_factory=list)
 
 
 def _mapping_tokens(mapping: StageMapping) -> list[str]:
@@ -101,7 +104,7 @@ def aggregate_two_stage(records: list[TokenRecord], plan: EvaluationPlan) -> Agg
         return Aggregation(_table(rows), None, dropped_mappings=dropped, num_mappings=0)
     summary = agg.summary
     return Aggregation(_table(rows), summary["extended_pdm_score_combined"], summary["extended_pdm_score_stage_one"],
-                       summary["extended_pdm_score_stage_two"], dropped, len(kept))
+                       summary["extended_pdm_score_stage_two"], dropped, len(kept), list(agg.mappings))
 
 
 def aggregate_one_stage(records: list[TokenRecord]) -> Aggregation:
@@ -150,6 +153,13 @@ def _metric_block(values: dict[str, float] | None) -> dict[str, float] | None:
     return None if values is None else {c: float(values[c]) for c in SUMMARY_COLUMNS}
 
 
+def mapping_score_records(mappings: list[MappingScore]) -> list[dict]:
+    """``summary.json`` ``mapping_scores``: the EPDMS ``score`` of each aggregated mapping and its stage means."""
+    return [{"now": m.now, "prev": m.prev, "score": float(m.columns["score"]),
+             "stage_one_score": float(m.stage_one["score"]), "stage_two_score": float(m.stage_two["score"])}
+            for m in mappings]
+
+
 def build_summary(*, plan: EvaluationPlan, aggregation: Aggregation, records: list[TokenRecord], traffic: str,
                   agent: dict, seed: int, config_hash: str, data_root: str, source: dict, created_utc: str) -> dict:
     from evaluators.epdms import SCORER_VERSION
@@ -180,6 +190,7 @@ def build_summary(*, plan: EvaluationPlan, aggregation: Aggregation, records: li
         "failed": failed,
         "num_mappings": aggregation.num_mappings if two else None,
         "dropped_mappings": aggregation.dropped_mappings if two else [],
+        "mapping_scores": mapping_score_records(aggregation.mappings) if two else [],
         "input_problems": [{"input": a, "reason": b} for a, b in plan.input_problems],
         "metrics": metrics,
         "stage_one": _metric_block(aggregation.stage_one) if two else None,

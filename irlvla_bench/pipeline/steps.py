@@ -186,9 +186,12 @@ def _rl(ctx: Context, directory: Path):
                 split=ctx.config.train_split, cache_dir=str(ctx.out / "cache" / "train"), seed=rl.seed,
                 iterations=rl.iterations, reward=rl.reward, scenes_per_iteration=rl.scenes_per_iteration,
                 samples_per_scene=rl.samples_per_scene, eval_every=0)
-    run(args, directory, say=ctx.log)
+    result = run(args, directory, say=ctx.log)
     policy = directory / POLICY_NAME
-    return [ctx.rel(policy)], {"path": ctx.rel(policy)}
+    details = {"path": ctx.rel(policy), "iterations": result.iteration, "reward": rl.reward}
+    if result.rows:  # the first and last iteration's mean reward of the sampled candidates: did PPO move it?
+        details.update(reward_first=float(result.rows[0]["reward_mean"]), reward_last=float(result.rows[-1]["reward_mean"]))
+    return [ctx.rel(policy)], details
 
 
 def _compare(ctx: Context, directory: Path):
@@ -199,9 +202,13 @@ def _compare(ctx: Context, directory: Path):
     comparison = compare_evaluations(a, b, n_boot=ctx.config.bootstrap, seed=0)
     files = write_comparison_report(comparison, directory)
     score = comparison.stat("score")
-    return [ctx.rel(files.html)], {"path": ctx.rel(files.html), "epdms_il": comparison.epdms_a,
-                                   "epdms_rl": comparison.epdms_b, "epdms_delta": comparison.epdms_delta,
-                                   "score_delta_ci": [float(score["ci_low"]), float(score["ci_high"])]}
+    details = {"path": ctx.rel(files.html), "epdms_il": comparison.epdms_a, "epdms_rl": comparison.epdms_b,
+               "epdms_delta": comparison.epdms_delta,
+               "score_delta_ci": [float(score["ci_low"]), float(score["ci_high"])]}
+    m = comparison.mapping_stats
+    if m is not None:  # the interval of the two-stage EPDMS itself (mappings resampled)
+        details["epdms_delta_ci_mappings"] = [float(m["ci_low"]), float(m["ci_high"])]
+    return [ctx.rel(files.html)], details
 
 
 def _hacking(ctx: Context, directory: Path):
@@ -210,7 +217,8 @@ def _hacking(ctx: Context, directory: Path):
     frames = hacking_from_evaluations(ctx.output("evaluate irlvla_il"), ctx.output("evaluate irlvla_rl"),
                                       ctx.output("train rwm"), ctx.eval_cache)
     table = write_hacking(frames, directory)
-    return [ctx.rel(directory / "reward_hacking.csv")], {"flagged": int(table["hacking"].sum())}
+    return [ctx.rel(directory / "reward_hacking.html")], {"path": ctx.rel(directory / "reward_hacking.html"),
+                                                          "flagged": int(table["hacking"].sum())}
 
 
 # Agents that need a trained checkpoint name the stage that trains it.
