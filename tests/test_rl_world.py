@@ -239,3 +239,21 @@ def test_previous_scene_index_pairs_consecutive_frames():
     for i in np.flatnonzero(prev >= 0):
         assert cases[prev[i]].log_name == cases[i].log_name
         assert cases[i].time_us - cases[prev[i]].time_us == 500_000
+
+
+def test_previous_scene_index_follows_the_navhard_pairs_of_synthetic_frames():
+    """Synthetic frames share their log and time stamp with the original frame and the other perturbations:
+    only the split's (now, prev) pairs say which previous frame belongs to which current one."""
+    from agents.rl.world import previous_scene_index, split_previous_pairs
+
+    _, cases = _cases("navhard_two_stage")
+    tokens = [c.token for c in cases]
+    pairs = split_previous_pairs(agent_world(), "navhard_two_stage")
+    assert pairs and set(pairs) <= set(tokens)
+    prev = previous_scene_index(cases, tokens, pairs)
+    for now, before in pairs.items():
+        assert tokens[prev[tokens.index(now)]] == before
+    by_time_only = previous_scene_index(cases)
+    paired = [tokens.index(t) for t in pairs]
+    # The time look-up cannot tell the perturbations apart: it gets some synthetic pairs wrong.
+    assert any(tokens[by_time_only[i]] != pairs[tokens[i]] for i in paired if by_time_only[i] >= 0)

@@ -14,7 +14,7 @@ import json
 import pickle
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -81,23 +81,49 @@ class SceneSet:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    pairs: dict[str, str] | None = None  # token -> previous token where the split pairs them (navhard)
+
     @property
     def previous(self) -> np.ndarray:
-        return previous_scene_index(self.cases)
+        return previous_scene_index(self.cases, self.tokens, self.pairs)
 
 
-def previous_scene_index(cases: Sequence[ScoringCase]) -> np.ndarray:
+def previous_scene_index(cases: Sequence[ScoringCase], tokens: Sequence[str] = (),
+                         pairs: Mapping[str, str] | None = None) -> np.ndarray:
     """(N,) index of the scene one frame (0.5 s) earlier in the same log, the frame whose plan the two-stage EC
-    compares with; -1 where that frame is not among ``cases``."""
+    compares with; -1 where that frame is not among ``cases``.
+
+    ``pairs`` (token -> previous token, e.g. a navhard split's (now, prev) and second-stage pairs) decide first:
+    a synthetic frame shares its log and time stamp with the original one and with the other perturbations, so
+    a look-up by time cannot tell which previous frame belongs to it; the split's pairing can. Frames without a
+    pair fall back to the look-up by (log, time) among the cases."""
     from agents.rl.rewards import previous_frame
 
+    by_token = {t: i for i, t in enumerate(tokens)}
     by_time = {(c.log_name, int(c.time_us)): i for i, c in enumerate(cases)}
     out = np.full(len(cases), -1, dtype=np.int64)
     for i, case in enumerate(cases):
+        token = tokens[i] if i < len(tokens) else None
+        if pairs and token in pairs:
+            out[i] = by_token.get(pairs[token], -1)
+            continue
         prev = previous_frame(case)
         if prev is not None:
             out[i] = by_time.get((case.log_name, int(prev.time_us)), -1)
     return out
+
+
+def split_previous_pairs(data_root: str | Path, split: str) -> dict[str, str]:
+    """token -> previous token of every explicit pair of a two-stage split ({} for other splits)."""
+    from irlvla_bench.evaluation.plan import resolve_split
+
+    spec = resolve_split(split, data_root)
+    pairs: dict[str, str] = {}
+    for now, prev, second_stage in spec.mappings:
+        pairs[now] = prev
+        for now_token, prev_token in second_stage:
+            pairs[now_token] = prev_token
+    return pairs
 
 
 def default_cache_dir(out_dir: str | Path, split: str) -> Path:
@@ -189,8 +215,9 @@ def cached_scene_set(model: IRLVLAModel, il_sha256: str, data_root: str | Path, 
         with open(cases_path, "rb") as handle:
             cases = pickle.load(handle)
         features = SceneFeatures(**{f.name: stored["features"][f.name] for f in fields(SceneFeatures)})
-        return SceneSet(list(stored["tokens"]), cases, features), True
+        return SceneSet(list(stored["tokens"]), cases, features, pairs=split_previous_pairs(data_root, split)), True
     scenes = build_scene_set(model, data_root, split, cache_dir, max_scenes=max_scenes, keep_inputs=keep_inputs)
+    scenes.pairs = split_previous_pairs(data_root, split)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(cases_path) as tmp:
         with open(tmp, "wb") as handle:
