@@ -2,7 +2,7 @@
 held-out test logs. Every stage is skipped when its output exists, so an interrupted run continues.
 
     python bench/rwm_fidelity.py --out runs/rwm_fidelity [--train-logs 30] [--test-logs 6] [--seed 1]
-        [--extra-logs 40] [--extra-seed 7] [--steps 4000] [--workers 2] [--vocab-size 1024]
+        [--extra-logs 40] [--extra-seed 7] [--steps 5000] [--workers 2] [--vocab-size 1024]
         [--perturbations 512] [--preference 0.5] [--ablations]
 
 Data: world A (``--seed``) gives the training split (navtrain, its train logs) and the held-out test splits
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--extra-logs", type=int, default=40, help="world B logs for training (0: none)")
     parser.add_argument("--extra-seed", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--vocab-size", type=int, default=1024)
