@@ -16,6 +16,11 @@ Stages (each skipped when its output exists, so an interrupted run continues):
 8. ``hacking``   RWM-predicted vs exact per-sub-metric gains of RL-RWM (and RL-exact) over IL, same tokens
 
 Writes ``<root>/results.json`` and ``<root>/results.md`` with the headline numbers.
+
+More PPO runs on the same IL start: ``--rl-only exact|rwm --rl-name SUFFIX [--rl-world-logs 50] [--kl-coef K]
+[--iterations N]`` (``--rl-world-logs``: train on the navhard_two_stage frames, original and synthetic, of a second
+world instead of navtrain). Pick among them with ``bench/rl_validate.py`` on a validation world, then evaluate the
+chosen one once on a fresh test world (docs/results.md has the protocol and the measured numbers).
 """
 
 from __future__ import annotations
