@@ -81,3 +81,25 @@ def test_examples_separate_good_from_bad(scenario):
     # Leaving the road is always penalised; the best proposal of every example scores well.
     assert by_id["off_road_right"] == 0.0
     assert max(by_id.values()) > 0.8
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 4), steps=st.integers(6, 50),
+       scale=st.sampled_from([0.1, 1.0, 4.0]))
+def test_history_comfort_kernel_equals_the_numpy_steps(seed, rows, steps, scale):
+    """The numba HC kernel against NAVSIM's steps written in NumPy, on random state sequences from smooth to
+    violent (near-bound values included: the flags must agree, not only the filtered signals)."""
+    from evaluators.epdms.config import NAVSIM_V2
+    from evaluators.epdms.metrics.comfort import comfort_flags, comfort_flags_numpy
+    from irlvla_bench.types import StateIndex
+
+    rng = np.random.default_rng(seed)
+    states = np.zeros((rows, steps, 11))
+    states[..., StateIndex.ACCELERATION_X] = np.cumsum(rng.normal(0.0, scale, (rows, steps)), axis=1) * 0.2
+    states[..., StateIndex.ACCELERATION_Y] = rng.normal(0.0, scale, (rows, steps))
+    states[..., StateIndex.HEADING] = np.cumsum(rng.normal(0.0, 0.05 * scale, (rows, steps)), axis=1) + 3.1
+    states[..., StateIndex.ANGULAR_VELOCITY] = rng.normal(0.0, 0.2 * scale, (rows, steps))
+    states[..., StateIndex.ANGULAR_ACCELERATION] = rng.normal(0.0, 0.3 * scale, (rows, steps))
+    time_s = np.arange(steps) * 0.1
+    expected = comfort_flags_numpy(states, time_s, 1.461, NAVSIM_V2.comfort)
+    np.testing.assert_array_equal(comfort_flags(states, time_s, 1.461, NAVSIM_V2.comfort), expected)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from numba import njit
 from scipy.signal import savgol_filter
 
 from evaluators.epdms.config import ComfortBounds, ExtendedComfortThresholds
@@ -74,9 +75,91 @@ def _within(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.all((values > low) & (values < high), axis=-1)
 
 
+@njit(cache=True, error_model="numpy")
+def _filtered(signal: np.ndarray, operator: np.ndarray, scale: float) -> np.ndarray:
+    """``round(signal @ operator, decimals)`` for one row, with numpy's rounding (x * 10^d, rint, / 10^d)."""
+    n = signal.shape[0]
+    out = np.empty(n)
+    for j in range(n):
+        total = 0.0
+        for i in range(n):
+            total += signal[i] * operator[i, j]
+        out[j] = np.rint(total * scale) / scale
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def _all_within(values: np.ndarray, low: float, high: float) -> bool:
+    for v in values:
+        if not (v > low and v < high):
+            return False
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _comfort_flags_kernel(states, acc_op, jerk_op, yaw_rate_op, yaw_accel_op, rear_axle_to_center, scale,
+                          limits):
+    """The six HC flags of (R, T, 11) states in one pass per row; ``limits`` (6, 2) open intervals in the order
+    of ``comfort_flags``. Same arithmetic as the NumPy path (term order included); the filter sums run in loop
+    order, so values may differ from BLAS in the last bit, far below the 8-decimal rounding that follows."""
+    rows, steps = states.shape[0], states.shape[1]
+    out = np.empty((rows, 6), dtype=np.bool_)
+    two_pi = 2.0 * np.pi
+    for r in range(rows):
+        acc_x = np.empty(steps)
+        acc_y = np.empty(steps)
+        acc_mag = np.empty(steps)
+        heading = np.empty(steps)
+        adjustment = 0.0
+        for t in range(steps):
+            w = states[r, t, 9]
+            alpha = states[r, t, 10]
+            ax = states[r, t, 5]
+            ay = states[r, t, 6]
+            acc_x[t] = ax + rear_axle_to_center * w**2 + rear_axle_to_center * alpha
+            acc_y[t] = ay + 0.0 * w**2 + 0.0 * alpha
+            acc_mag[t] = np.hypot(ax, ay)
+            if t > 0:
+                adjustment += np.rint((states[r, t, 2] - states[r, t - 1, 2]) / two_pi)
+            heading[t] = states[r, t, 2] - two_pi * adjustment
+        lon = _filtered(acc_x, acc_op, scale)
+        out[r, 0] = _all_within(lon, limits[0, 0], limits[0, 1])
+        out[r, 1] = _all_within(_filtered(acc_y, acc_op, scale), limits[1, 0], limits[1, 1])
+        out[r, 2] = _all_within(_filtered(_filtered(acc_mag, acc_op, scale), jerk_op, scale), limits[2, 0],
+                                limits[2, 1])
+        out[r, 3] = _all_within(_filtered(lon, jerk_op, scale), limits[3, 0], limits[3, 1])
+        out[r, 4] = _all_within(_filtered(heading, yaw_accel_op, scale), limits[4, 0], limits[4, 1])
+        out[r, 5] = _all_within(_filtered(heading, yaw_rate_op, scale), limits[5, 0], limits[5, 1])
+    return out
+
+
 def comfort_flags(states: np.ndarray, time_s: np.ndarray, rear_axle_to_center: float,
                   bounds: ComfortBounds) -> np.ndarray:
-    """(R, T, 11) states -> (R, 6) within-bound flags (lon accel, lat accel, jerk, lon jerk, yaw accel, yaw rate)."""
+    """(R, T, 11) states -> (R, 6) within-bound flags (lon accel, lat accel, jerk, lon jerk, yaw accel, yaw rate).
+
+    One numba pass: per proposal, HC was a chain of ~25 small NumPy calls whose overhead dominated submission
+    mode. ``comfort_flags_numpy`` is the NumPy reference it is tested against."""
+    b = bounds
+    steps = states.shape[1]
+    delta = _time_step(time_s)
+
+    def operator(window: int, poly: int, deriv: int, step: float) -> np.ndarray:
+        return _savgol_operator(steps, min(window, steps), poly, deriv, float(step))
+
+    limits = np.array([[b.min_lon_accel, b.max_lon_accel], [-b.max_abs_lat_accel, b.max_abs_lat_accel],
+                       [-b.max_abs_mag_jerk, b.max_abs_mag_jerk], [-b.max_abs_lon_jerk, b.max_abs_lon_jerk],
+                       [-b.max_abs_yaw_accel, b.max_abs_yaw_accel], [-b.max_abs_yaw_rate, b.max_abs_yaw_rate]])
+    return _comfort_flags_kernel(np.ascontiguousarray(states, dtype=np.float64),
+                                 operator(b.accel_window, b.poly_order, 0, 1.0),
+                                 operator(b.jerk_window, b.poly_order, 1, delta),
+                                 operator(b.yaw_window, b.poly_order, 1, delta),
+                                 operator(b.yaw_window, b.yaw_accel_poly_order, 2, delta),
+                                 float(rear_axle_to_center), float(10 ** b.decimals), limits)
+
+
+def comfort_flags_numpy(states: np.ndarray, time_s: np.ndarray, rear_axle_to_center: float,
+                        bounds: ComfortBounds) -> np.ndarray:
+    """The NumPy formulation of ``comfort_flags`` (NAVSIM's steps one by one), kept as its test reference."""
     b = bounds
     return np.stack(
         [
