@@ -11,7 +11,7 @@ evaluation runner's submission path) and compared with the first checkpoint (the
 
 Why not ``evaluate --agent``: the runner reads every camera and LiDAR frame per token (~3 s per token for the small
 IL policy on this machine), while PPO freezes the perception trunk, so the scene features of the IL checkpoint
-are those of every fine-tune and are computed once (``agents.rl.world.cached_scene_set``); the planner then gives
+are those of every fine-tune and are computed once (``agents.rl.fast_eval``); the planner then gives
 the agent's very poses (same per-token seeds) in milliseconds, and the runner scores them as a NAVSIM submission.
 The headline test number of the chosen checkpoint still comes from ``evaluate --agent`` (end to end).
 
@@ -53,45 +53,6 @@ def validation_world(root: Path, logs: int, seed: int, preset: str) -> tuple[Pat
     return world, cache
 
 
-def policy_poses(checkpoint: Path, scenes) -> dict[str, np.ndarray]:
-    """token -> (8, 3) greedy plan of the checkpoint, with the evaluation runner's per-token anchor-noise seed
-    (run seed 0): the very poses ``evaluate --agent irlvla_rl:CKPT`` gets (checked against an evaluation's rows:
-    within 2e-6 m, float32 batching), without reading a sensor again."""
-    from agents.rl.ppo import greedy_trajectories, select_features
-    from agents.rl.world import load_policy_model
-    from irlvla_bench.evaluation.planners import token_seed
-
-    model, _ = load_policy_model(checkpoint)
-    return {token: greedy_trajectories(model.planner, select_features(scenes.features, [i]), token_seed(0, token))[0]
-            for i, token in enumerate(scenes.tokens)}
-
-
-def evaluate_poses(poses: dict[str, np.ndarray], name: str, data: Path, split: str, cache: Path, out: Path) -> Path:
-    """The exact two-stage evaluation of the poses, through the submission path of the evaluation runner."""
-    import pickle
-
-    from irlvla_bench.evaluation.plan import list_jobs, resolve_split
-    from irlvla_bench.evaluation.runner import evaluate_submission
-    from irlvla_bench.evaluation.submission import FIRST, SECOND, Team
-    from irlvla_bench.io.atomic import atomic_path
-
-    folder = out / name
-    if (folder / "summary.json").exists():
-        return folder
-    plan = list_jobs(data, resolve_split(split, data), cache)
-    first = {t: poses[t] for t in plan.stage_tokens("first")}
-    second = {t: poses[t] for t in plan.stage_tokens("second")}
-    team = Team(name, "irlvla-bench", "bench@localhost", "irlvla-bench", "none")
-    submission = {**team.as_keys(), FIRST: [first], SECOND: [second]}
-    folder.mkdir(parents=True, exist_ok=True)
-    pkl = folder.parent / f"{name}.submission.pkl"
-    with atomic_path(pkl) as tmp:
-        with open(tmp, "wb") as handle:
-            pickle.dump(submission, handle)
-    evaluate_submission(pkl, data, split, out_dir=folder, cache_dir=cache, agent_name=name)
-    return folder
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, default=PROJECT / "runs" / "rl_experiment")
@@ -107,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     import torch
 
+    from agents.rl.fast_eval import evaluate_poses, planner_poses
     from agents.rl.world import cached_scene_set, load_policy_model, sha256_file
     from reports.compare import compare_evaluations
 
@@ -126,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     out = root / "validation" / a.tag
     folders = {}
     for name, checkpoint in policies:
-        folders[name] = evaluate_poses(policy_poses(Path(checkpoint), scenes), name, data, "navhard_two_stage",
-                                       cache, out)
+        folders[name] = evaluate_poses(planner_poses(checkpoint, scenes), name, data, "navhard_two_stage", cache,
+                                       out / name)
     ref_name = policies[0][0]
     results = {}
     print(f"{'policy':28s} {'EPDMS':>7s} {'delta':>8s} {'95% CI (mappings)':>20s} {'p':>7s} "

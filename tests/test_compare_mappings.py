@@ -382,3 +382,16 @@ def test_report_outputs_carry_the_headline(constructed, tmp_path):
     assert "## Two-stage EPDMS over mappings" in markdown
     assert "Two-stage EPDMS delta +0.1000, 95% CI over 12 mappings [+0.1000, +0.1000]" in page
     assert "<h2>Two-stage EPDMS over mappings</h2>" in page
+
+
+def test_cli_prints_the_mapping_interval(constructed, tmp_path):
+    from typer.testing import CliRunner
+
+    from reports.cli import app
+
+    _, _, second, write = constructed
+    ones = np.ones((M, 2))
+    a, b = write("a", ones, second), write("b", ones, second + 0.1)
+    result = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "report"), "--n-boot", "200"])
+    assert result.exit_code == 0, result.output
+    assert f"Two-stage EPDMS delta +0.1000, 95% CI over {M} mappings [+0.1000, +0.1000]" in result.output

@@ -3,6 +3,7 @@ and the reward-hacking frames, on the tiny generated world of the agent tests.""
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 import numpy as np
@@ -257,3 +258,30 @@ def test_previous_scene_index_follows_the_navhard_pairs_of_synthetic_frames():
     paired = [tokens.index(t) for t in pairs]
     # The time look-up cannot tell the perturbations apart: it gets some synthetic pairs wrong.
     assert any(tokens[by_time_only[i]] != pairs[tokens[i]] for i in paired if by_time_only[i] >= 0)
+
+
+def test_fast_evaluation_equals_the_agent_evaluation(tmp_path_factory):
+    """Planner-only poses on the IL trunk's cached features are the agent's poses, and their submission-path
+    evaluation is the runner's evaluation of the agent (what bench/rl_validate.py relies on)."""
+    from agents.rl.fast_eval import evaluate_poses, planner_poses
+    from agents.rl.hacking import policy_poses
+    from agents.rl.world import cached_scene_set, load_policy_model, sha256_file
+    from irlvla_bench.caching import cache_split
+    from irlvla_bench.evaluation import evaluate_agent
+
+    root = tmp_path_factory.mktemp("fast_eval")
+    il, out = _trained(str(root))
+    policy = f"{out}/policy.pt"
+    cache = agent_world().parent / "metric_cache" / "navhard_two_stage"
+    cache_split(agent_world(), "navhard_two_stage", cache)
+    model, _ = load_policy_model(il)
+    scenes, _ = cached_scene_set(model, sha256_file(il), agent_world(), "navhard_two_stage", cache)
+    fast = planner_poses(policy, scenes)
+    agent = policy_poses(policy, agent_world(), "navhard_two_stage")
+    assert set(fast) == set(agent)
+    assert max(np.abs(fast[t] - agent[t]).max() for t in agent) < 1e-4
+    fast_eval = evaluate_poses(fast, "fast", agent_world(), "navhard_two_stage", cache, root / "fast")
+    runner = evaluate_agent(f"irlvla_rl:{policy}", agent_world(), "navhard_two_stage", out_dir=root / "agent",
+                            cache_dir=cache)
+    fast_epdms = json.loads((fast_eval / "summary.json").read_text())["epdms"]
+    assert fast_epdms == pytest.approx(runner.epdms, abs=1e-6)
