@@ -48,6 +48,7 @@ of the batch.  Numba's first call in a process costs ~0.2-0.3 s (runtime start-u
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -139,12 +140,31 @@ def proposal_poses_to_global(ego_rear_axle: npt.ArrayLike, poses_ego: npt.ArrayL
     return out
 
 
+@functools.lru_cache(maxsize=256)
 def _sample_stamps_us(time_us: int, num_samples: int, sample_interval_s: float) -> npt.NDArray[np.int64]:
     # NAVSIM: np.arange(0, horizon + interval, interval) + t0_s, then int(t * 1e6) (truncation, not rounding).
+    # Cached (read-only): every proposal of a frame asks for the same stamps.
     horizon_s = (num_samples - 1) * sample_interval_s
     offsets = np.arange(0.0, horizon_s + sample_interval_s, sample_interval_s)[:num_samples]
     t0_s = int(time_us) * 1e-6
-    return np.array([int(t * 1e6) for t in (offsets + t0_s)], dtype=np.int64)
+    stamps = np.array([int(t * 1e6) for t in (offsets + t0_s)], dtype=np.int64)
+    stamps.flags.writeable = False
+    return stamps
+
+
+@functools.lru_cache(maxsize=256)
+def _proposal_knots_us(time_us: int, num_poses: int, pose_interval_s: float) -> npt.NDArray[np.int64]:
+    """The ego's stamp then the proposal poses' (nuPlan ``_get_fixed_timesteps``: arange(0, horizon, interval)
+    + interval + t0_s, stamped with int(t * 1e6)); cached read-only, as above."""
+    t0_s = int(time_us) * 1e-6
+    offsets = np.arange(num_poses, dtype=np.float64) * pose_interval_s + pose_interval_s
+    knots = np.empty(num_poses + 1, dtype=np.int64)
+    knots[0] = int(time_us)
+    knots[1:] = [int(t * 1e6) for t in (offsets + t0_s)]
+    if np.any(np.diff(knots) <= 0):
+        raise ValueError("pose time stamps must increase")
+    knots.flags.writeable = False
+    return knots
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -208,18 +228,11 @@ def sample_poses_10hz(
     ego = np.asarray(ego_rear_axle, dtype=np.float64)
     poses = np.asarray(poses_global, dtype=np.float64)
     n, k = poses.shape[0], poses.shape[1]
-    t0_s = int(time_us) * 1e-6
-    # nuPlan _get_fixed_timesteps: arange(0, horizon, interval) + interval + t0_s, stamped with int(t*1e6)
-    offsets = np.arange(k, dtype=np.float64) * pose_interval_s + pose_interval_s
-    knots = np.empty(k + 1, dtype=np.int64)
-    knots[0] = int(time_us)
-    knots[1:] = [int(t * 1e6) for t in (offsets + t0_s)]
-    if np.any(np.diff(knots) <= 0):
-        raise ValueError("pose time stamps must increase")
+    knots = _proposal_knots_us(int(time_us), k, float(pose_interval_s))
     full = np.empty((n, k + 1, 3), dtype=np.float64)
     full[:, 0] = ego
     full[:, 1:] = poses
-    return _interpolate_poses(knots, full, _sample_stamps_us(time_us, num_samples, sample_interval_s))
+    return _interpolate_poses(knots, full, _sample_stamps_us(int(time_us), num_samples, float(sample_interval_s)))
 
 
 def sample_reference_10hz(
@@ -236,7 +249,8 @@ def sample_reference_10hz(
     """
     ref = np.asarray(states, dtype=np.float64)[:, :3]
     knots = int(time_us) + np.rint(np.arange(ref.shape[0]) * (interval_s * 1e6)).astype(np.int64)
-    return _interpolate_poses(knots, ref[None], _sample_stamps_us(time_us, num_samples, sample_interval_s))[0]
+    return _interpolate_poses(knots, ref[None], _sample_stamps_us(int(time_us), num_samples,
+                                                                  float(sample_interval_s)))[0]
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -134,14 +134,15 @@ def _comfort_flags_kernel(states, acc_op, jerk_op, yaw_rate_op, yaw_accel_op, re
 
 
 def comfort_flags(states: np.ndarray, time_s: np.ndarray, rear_axle_to_center: float,
-                  bounds: ComfortBounds) -> np.ndarray:
+                  bounds: ComfortBounds, delta: float | None = None) -> np.ndarray:
     """(R, T, 11) states -> (R, 6) within-bound flags (lon accel, lat accel, jerk, lon jerk, yaw accel, yaw rate).
 
     One numba pass: per proposal, HC was a chain of ~25 small NumPy calls whose overhead dominated submission
-    mode. ``comfort_flags_numpy`` is the NumPy reference it is tested against."""
+    mode. ``comfort_flags_numpy`` is the NumPy reference it is tested against. ``delta``: ``_time_step(time_s)``
+    when the caller has it already."""
     b = bounds
     steps = states.shape[1]
-    delta = _time_step(time_s)
+    delta = _time_step(time_s) if delta is None else delta
 
     def operator(window: int, poly: int, deriv: int, step: float) -> np.ndarray:
         return _savgol_operator(steps, min(window, steps), poly, deriv, float(step))
@@ -181,8 +182,17 @@ def history_comfort(states: np.ndarray, history: np.ndarray | None, interval_s: 
     if history is None:
         return np.ones(states.shape[0])
     padded = np.concatenate([np.broadcast_to(history, (states.shape[0],) + history.shape), states], axis=1)
-    time_s = np.arange(0, padded.shape[1]).astype(np.float64) * interval_s
-    return comfort_flags(padded, time_s, rear_axle_to_center, bounds).all(axis=-1).astype(np.float64)
+    time_s, delta = _uniform_times(padded.shape[1], float(interval_s))
+    return comfort_flags(padded, time_s, rear_axle_to_center, bounds, delta).all(axis=-1).astype(np.float64)
+
+
+@lru_cache(maxsize=64)
+def _uniform_times(steps: int, interval_s: float) -> tuple[np.ndarray, float]:
+    """Time stamps of ``steps`` equally spaced states and their mean step, as NAVSIM computes it (cached
+    read-only: every proposal of a frame has the same)."""
+    time_s = np.arange(0, steps).astype(np.float64) * interval_s
+    time_s.flags.writeable = False
+    return time_s, _time_step(time_s)
 
 
 def _rms(values: np.ndarray) -> np.ndarray:
