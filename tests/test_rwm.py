@@ -231,14 +231,16 @@ def test_ddp_two_processes_with_gloo(tmp_path):
         "import sys\nfrom dataclasses import replace\nfrom agents.rwm.config import preset\n"
         "from agents.rwm.train import train_rwm\n"
         "cfg = preset('tiny'); cfg = replace(cfg, train=replace(cfg.train, steps=4, threads=1))\n"
-        "print(train_rwm(cfg, [sys.argv[1]], sys.argv[2], log=lambda _: None)['world_size'])\n")
+        "size = train_rwm(cfg, [sys.argv[1]], sys.argv[2], log=lambda _: None)['world_size']\n"
+        # Rank 0 alone reports: two ranks writing to one pipe can interleave their lines ("22").
+        "import os\nif os.environ.get('RANK', '0') == '0':\n    print(size, flush=True)\n")
     labels()  # featurized once here, so the ranks only read the cache
     load_inputs(load_store([labels()]), TINY.encoder)
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           str(script), str(labels()), str(tmp_path / "run")], cwd=PROJECT, capture_output=True,
                          text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(PROJECT)})
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "2" in out.stdout.split() and (tmp_path / "run" / "rwm.pt").exists()
+    assert out.stdout.split() == ["2"] and (tmp_path / "run" / "rwm.pt").exists()
 
 
 def test_batched_prediction_matches_per_scene_prediction():
