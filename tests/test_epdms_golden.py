@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import GOLDEN_EPDMS, golden_inputs, load_json, require_golden
-from evaluators.epdms import SUB_METRICS, score_frame, score_groups
+from golden_checks import TOL, case_errors, group_errors
+from evaluators.epdms import score_groups
 from evaluators.epdms.groups import pool_groups
 from evaluators.epdms.results import group_document
 from evaluators.epdms.config import NAVSIM_V2
-from irlvla_bench.io.scoring_case import load_case, load_group
-
-TOL = 1e-6
-EXTRA = ("multiplicative_metrics_prod", "pdm_score", "weighted_part_single_frame", "score_single_frame")
+from irlvla_bench.io.scoring_case import load_group
 
 # Deviations that come from NAVSIM's arithmetic at exact ties, not from semantics (see README "Known limits"):
 # the ego exactly behind a lead (relative angle ~1e-16, NAVSIM's arccos of a dot product that rounds above 1
@@ -26,61 +24,16 @@ EXTRA = ("multiplicative_metrics_prod", "pdm_score", "weighted_part_single_frame
 KNOWN_KNIFE_EDGES = {"038_human_fails_ttc", "group_02_lead", "group_04_oncoming", "dataset_public"}
 
 
-def _case_errors(path):
-    case = load_case(path)
-    gold = load_json(path.with_name(path.name.replace(".json.gz", ".result.json.gz")))
-    scores = score_frame(case, traffic="log_replay", mode="labelling")
-    errors = []
-    for row, proposal in enumerate(gold["proposals"]):
-        assert case.proposals.ids[row] == proposal["id"]
-        values = {name: scores.metrics[name][row] for name in SUB_METRICS}
-        values.update(multiplicative_metrics_prod=scores.multiplicative[row], pdm_score=scores.pdm_score[row],
-                      weighted_part_single_frame=scores.weighted_part[row],
-                      score_single_frame=scores.score_single_frame[row])
-        for name in SUB_METRICS + EXTRA:
-            if abs(values[name] - proposal[name]) > TOL:
-                errors.append(f"{proposal['id']}.{name}: ours {values[name]} NAVSIM {proposal[name]}")
-        state_error = np.abs(scores.simulated_states[row] - np.asarray(proposal["simulated_states"])).max()
-        if state_error > TOL:
-            errors.append(f"{proposal['id']}.simulated_states: max error {state_error:.3g}")
-        unfiltered = proposal["diagnostics"]["unfiltered"]
-        for name in SUB_METRICS:
-            if abs(scores.unfiltered[name][row] - unfiltered[name]) > TOL:
-                errors.append(f"{proposal['id']}.unfiltered.{name}")
-        if sorted(scores.overrides[row]) != sorted(proposal.get("human_filter_overrides", [])):
-            errors.append(f"{proposal['id']}.human_filter_overrides")
-    return errors
-
-
 @pytest.mark.golden
 @pytest.mark.parametrize("path", golden_inputs("single"), ids=lambda p: p.name.split(".")[0])
 def test_single_case_matches_navsim(path):
     require_golden()
-    errors = _case_errors(path)
+    errors = case_errors(path, "log_replay")
     stem = path.name.split(".")[0]
     if stem in KNOWN_KNIFE_EDGES:
         assert errors, f"{stem} now matches NAVSIM exactly: remove it from KNOWN_KNIFE_EDGES"
         pytest.xfail(f"NAVSIM floating-point tie: {errors[:2]}")
     assert not errors, "\n".join(errors[:20])
-
-
-def _group_errors(gold, doc):
-    errors = []
-    for gold_agent, agent in zip(gold["agents"], doc["agents"]):
-        for token, gold_row in gold_agent["tokens"].items():
-            row = agent["tokens"][token]
-            for name in SUB_METRICS + ("multiplicative_metrics_prod", "two_frame_extended_comfort", "weight", "score"):
-                if abs(row[name] - gold_row[name]) > TOL:
-                    errors.append(f"agent {gold_agent['agent_index']} {token}.{name}: {row[name]} vs {gold_row[name]}")
-        for gold_map, mapping in zip(gold_agent["groups"], agent["groups"]):
-            for name in ("score", "stage_one_score", "stage_two_score"):
-                if abs(mapping[name] - gold_map[name]) > TOL:
-                    errors.append(f"agent {gold_agent['agent_index']} mapping {name}")
-        for block, values in gold_agent["summary"].items():
-            for name, value in values.items():
-                if abs(agent["summary"][block][name] - value) > TOL:
-                    errors.append(f"agent {gold_agent['agent_index']} summary {block}.{name}")
-    return errors
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +48,12 @@ def test_groups_and_dataset_match_navsim(golden_groups):
     failures = {}
     for group, scores in golden_groups:
         gold = load_json(GOLDEN_EPDMS / "groups" / f"{group.group_id}.result.json.gz")
-        errors = _group_errors(gold, group_document(scores, "log_replay"))
+        errors = group_errors(gold, group_document(scores, "log_replay"))
         if errors:
             failures[group.group_id] = errors
     dataset = pool_groups([s for _, s in golden_groups], NAVSIM_V2)
     gold = load_json(GOLDEN_EPDMS / "groups" / "dataset_public.result.json.gz")
-    errors = _group_errors(gold, group_document(dataset, "log_replay"))
+    errors = group_errors(gold, group_document(dataset, "log_replay"))
     if errors:
         failures["dataset_public"] = errors
     unexpected = {k: v for k, v in failures.items() if k not in KNOWN_KNIFE_EDGES}

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import GOLDEN_EPDMS, golden_inputs, load_json, require_golden
+from golden_checks import RESULT_SUFFIX, case_errors, gold_path, group_errors
 from evaluators.epdms import SUB_METRICS, score_frame, score_groups
 from evaluators.epdms.config import NAVSIM_V2
 from evaluators.epdms.groups import pool_groups
@@ -24,12 +25,10 @@ from evaluators.epdms.traffic.idm import prepare_idm_scene
 from irlvla_bench.cli import app
 from irlvla_bench.errors import InputError
 from irlvla_bench.examples import make_case
-from irlvla_bench.io.scoring_case import load_case, load_group, parse_case
+from irlvla_bench.io.scoring_case import load_group, parse_case
 from irlvla_bench.types import MapLayer
 
-TOL = 1e-6
-EXTRA = ("multiplicative_metrics_prod", "pdm_score", "weighted_part_single_frame", "score_single_frame")
-RESULT = ".result.idm.json.gz"
+RESULT = RESULT_SUFFIX["idm"]
 
 # NAVSIM's result at exact ties depends on the last bits of its arithmetic (README "Known limits"); our ego
 # states are 1e-11 m from NAVSIM's, so these ties can fall the other way. Each was checked: 1e-11 m of noise on
@@ -51,52 +50,13 @@ TIE_FIELDS = ("time_to_collision_within_bound", "driving_direction_compliance", 
               "weighted_part_single_frame", "score_single_frame", "pdm_score", "human_filter_overrides", "score")
 
 
-def _gold_path(path):
-    return path.with_name(path.name.replace(".json.gz", RESULT))
-
-
-def _case_errors(path, mode="labelling"):
-    case = load_case(path)
-    gold = load_json(_gold_path(path))
-    scores = score_frame(case, traffic="idm", mode=mode)
-    errors = []
-    for row, proposal in enumerate(gold["proposals"]):
-        assert case.proposals.ids[row] == proposal["id"]
-        values = {name: scores.metrics[name][row] for name in SUB_METRICS}
-        values.update(multiplicative_metrics_prod=scores.multiplicative[row], pdm_score=scores.pdm_score[row],
-                      weighted_part_single_frame=scores.weighted_part[row],
-                      score_single_frame=scores.score_single_frame[row])
-        for name in SUB_METRICS + EXTRA:
-            if abs(values[name] - proposal[name]) > TOL:
-                errors.append(f"{proposal['id']}.{name}: ours {values[name]} NAVSIM {proposal[name]}")
-        state_error = np.abs(scores.simulated_states[row] - np.asarray(proposal["simulated_states"])).max()
-        if state_error > TOL:
-            errors.append(f"{proposal['id']}.simulated_states: max error {state_error:.3g}")
-        diagnostics = proposal["diagnostics"]
-        for name in SUB_METRICS:
-            if abs(scores.unfiltered[name][row] - diagnostics["unfiltered"][name]) > TOL:
-                errors.append(f"{proposal['id']}.unfiltered.{name}")
-        # the PDM reference is scored against the traffic that reacted to this proposal
-        if abs(scores.reference_progress_m[row] - diagnostics["progress_raw_m"]["pdm_reference"]) > TOL:
-            errors.append(f"{proposal['id']}.reference progress")
-        if abs(scores.reference_multiplicative[row] - diagnostics["pdm_reference_multiplicative"]) > TOL:
-            errors.append(f"{proposal['id']}.reference multiplicative")
-        if sorted(scores.overrides[row]) != sorted(proposal.get("human_filter_overrides", [])):
-            errors.append(f"{proposal['id']}.human_filter_overrides")
-        if scores.human is not None:
-            for name in SUB_METRICS:
-                if abs(scores.human[name][row] - diagnostics["human"][name]) > TOL:
-                    errors.append(f"{proposal['id']}.human.{name}")
-    return errors
-
-
 @pytest.mark.golden
 @pytest.mark.parametrize("path", golden_inputs("single"), ids=lambda p: p.name.split(".")[0])
 def test_single_case_matches_navsim_idm(path):
     require_golden()
-    if not _gold_path(path).exists():
+    if not gold_path(path, "idm").exists():
         pytest.skip(f"no IDM result for {path.name}")
-    errors = _case_errors(path)
+    errors = case_errors(path, "idm")
     stem = path.name.split(".")[0]
     if stem in KNOWN_KNIFE_EDGES:
         assert errors, f"{stem} now matches NAVSIM exactly: remove it from KNOWN_KNIFE_EDGES"
@@ -110,29 +70,7 @@ def test_single_case_matches_navsim_idm(path):
 def test_submission_mode_matches_navsim_idm(stem):
     """Each proposal as its own submission (its own reactive rollout, the reference against it)."""
     require_golden()
-    assert not _case_errors(GOLDEN_EPDMS / "single" / f"{stem}.json.gz", mode="submission")
-
-
-def _group_errors(gold, doc):
-    errors = []
-    for gold_agent, agent in zip(gold["agents"], doc["agents"]):
-        for token, gold_row in gold_agent["tokens"].items():
-            row = agent["tokens"][token]
-            for name in SUB_METRICS + ("multiplicative_metrics_prod", "two_frame_extended_comfort", "weight", "score"):
-                if abs(row[name] - gold_row[name]) > TOL:
-                    errors.append(f"agent {gold_agent['agent_index']} {token}.{name}: {row[name]} vs {gold_row[name]}")
-            state_error = np.abs(np.asarray(row["simulated_states"]) - np.asarray(gold_row["simulated_states"])).max()
-            if state_error > TOL:
-                errors.append(f"agent {gold_agent['agent_index']} {token}.simulated_states")
-        for gold_map, mapping in zip(gold_agent["groups"], agent["groups"]):
-            for name in ("score", "stage_one_score", "stage_two_score"):
-                if abs(mapping[name] - gold_map[name]) > TOL:
-                    errors.append(f"agent {gold_agent['agent_index']} mapping {name}")
-        for block, values in gold_agent["summary"].items():
-            for name, value in values.items():
-                if abs(agent["summary"][block][name] - value) > TOL:
-                    errors.append(f"agent {gold_agent['agent_index']} summary {block}.{name}")
-    return errors
+    assert not case_errors(GOLDEN_EPDMS / "single" / f"{stem}.json.gz", "idm", mode="submission")
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +85,11 @@ def test_groups_and_dataset_match_navsim_idm(golden_groups):
     failures = {}
     for group, scores in golden_groups:
         gold = load_json(GOLDEN_EPDMS / "groups" / f"{group.group_id}{RESULT}")
-        errors = _group_errors(gold, group_document(scores, "idm"))
+        errors = group_errors(gold, group_document(scores, "idm"))
         if errors:
             failures[group.group_id] = errors
     dataset = pool_groups([s for _, s in golden_groups], NAVSIM_V2)
-    errors = _group_errors(load_json(GOLDEN_EPDMS / "groups" / f"dataset_public{RESULT}"),
+    errors = group_errors(load_json(GOLDEN_EPDMS / "groups" / f"dataset_public{RESULT}"),
                            group_document(dataset, "idm"))
     if errors:
         failures["dataset_public"] = errors
