@@ -350,28 +350,36 @@ def point_in_convex_quad(px, py, quad):
 
 
 @njit(cache=True, error_model="numpy")
-def convex_quads_intersect(a, b):
-    """Separating-axis test for two convex quads; touching counts as intersecting (shapely ``intersects``)."""
+def convex_intersect(p, np_, q, nq):
+    """Two convex polygons share a point (separating axes; touching counts, as shapely ``intersects``)."""
     for shape in range(2):
-        quad = a if shape == 0 else b
-        for i in range(4):
-            j = (i + 1) % 4
-            nx = quad[i, 1] - quad[j, 1]
-            ny = quad[j, 0] - quad[i, 0]
-            min_a = np.inf
-            max_a = -np.inf
-            min_b = np.inf
-            max_b = -np.inf
-            for k in range(4):
-                pa = nx * a[k, 0] + ny * a[k, 1]
-                pb = nx * b[k, 0] + ny * b[k, 1]
-                min_a = min(min_a, pa)
-                max_a = max(max_a, pa)
-                min_b = min(min_b, pb)
-                max_b = max(max_b, pb)
-            if max_a < min_b or max_b < min_a:
+        a = p if shape == 0 else q
+        na = np_ if shape == 0 else nq
+        for i in range(na):
+            j = i + 1 if i + 1 < na else 0
+            nx = a[i, 1] - a[j, 1]
+            ny = a[j, 0] - a[i, 0]
+            min_p = np.inf
+            max_p = -np.inf
+            for k in range(np_):
+                v = nx * p[k, 0] + ny * p[k, 1]
+                min_p = min(min_p, v)
+                max_p = max(max_p, v)
+            min_q = np.inf
+            max_q = -np.inf
+            for k in range(nq):
+                v = nx * q[k, 0] + ny * q[k, 1]
+                min_q = min(min_q, v)
+                max_q = max(max_q, v)
+            if max_p < min_q or max_q < min_p:
                 return False
     return True
+
+
+@njit(cache=True, error_model="numpy")
+def convex_quads_intersect(a, b):
+    """Separating-axis test for two convex quads; touching counts as intersecting (shapely ``intersects``)."""
+    return convex_intersect(a, 4, b, 4)
 
 
 @njit(cache=True, error_model="numpy")

@@ -69,33 +69,6 @@ def box_corners_into(x, y, heading, half_length, half_width, out):
 
 
 @njit(cache=True, error_model="numpy")
-def convex_intersect(p, np_, q, nq):
-    """Two convex polygons share a point (separating axes; touching counts, as shapely ``intersects``)."""
-    for shape in range(2):
-        a = p if shape == 0 else q
-        na = np_ if shape == 0 else nq
-        for i in range(na):
-            j = i + 1 if i + 1 < na else 0
-            nx = a[i, 1] - a[j, 1]
-            ny = a[j, 0] - a[i, 0]
-            min_p = np.inf
-            max_p = -np.inf
-            for k in range(np_):
-                v = nx * p[k, 0] + ny * p[k, 1]
-                min_p = min(min_p, v)
-                max_p = max(max_p, v)
-            min_q = np.inf
-            max_q = -np.inf
-            for k in range(nq):
-                v = nx * q[k, 0] + ny * q[k, 1]
-                min_q = min(min_q, v)
-                max_q = max(max_q, v)
-            if max_p < min_q or max_q < min_p:
-                return False
-    return True
-
-
-@njit(cache=True, error_model="numpy")
 def coord_distance(ax, ay, bx, by):
     """GEOS ``Coordinate::distance`` (sqrt of the sum of squares, not hypot: same rounding as GEOS)."""
     dx = ax - bx
@@ -343,17 +316,37 @@ def nearest_pose(line, px, py, lookahead):
 
 
 @njit(cache=True, error_model="numpy")
-def path_segment_of(progress, n, s):
-    """scipy ``interp1d``'s segment for ``s``: left-sided search, clipped to [1, n-1]; returns its lower index."""
+def first_not_less(values, n, x):
+    """First index i < n of sorted ``values`` with values[i] >= x, or n (a left-sided search)."""
     lo = 0
     hi = n
     while lo < hi:
         mid = (lo + hi) // 2
-        if progress[mid] < s:
+        if values[mid] < x:
             lo = mid + 1
         else:
             hi = mid
-    return min(max(lo, 1), n - 1) - 1
+    return lo
+
+
+@njit(cache=True, error_model="numpy")
+def first_greater(values, n, x):
+    """First index i < n of sorted ``values`` with values[i] > x, or n (np.argwhere(values > x)[0])."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if values[mid] > x:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit(cache=True, error_model="numpy")
+def path_segment_of(progress, n, s):
+    """scipy ``interp1d``'s segment for ``s``: left-sided search, clipped to [1, n-1]; returns its lower index."""
+    return min(max(first_not_less(progress, n, s), 1), n - 1) - 1
 
 
 @njit(cache=True, error_model="numpy")

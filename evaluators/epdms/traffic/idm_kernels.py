@@ -34,10 +34,12 @@ import math
 import numpy as np
 from numba import njit
 
+from evaluators.epdms.geometry import convex_intersect
 from evaluators.epdms.traffic.idm_geometry import (
     box_corners_into,
     clip_behind,
-    convex_intersect,
+    first_greater,
+    first_not_less,
     inside_offsets_intersect,
     partial_quad_into,
     path_state,
@@ -57,31 +59,8 @@ MIN_POINTS = 6  # a quad clipped by two half-planes
 
 @njit(cache=True, error_model="numpy")
 def _sat(pa, pi, pj, pn, qa, qi, qj, qn):
-    """Separating axes of two convex pieces; touching counts as intersecting (shapely ``intersects``)."""
-    for shape in range(2):
-        arr = pa if shape == 0 else qa
-        ai = pi if shape == 0 else qi
-        aj = pj if shape == 0 else qj
-        an = pn if shape == 0 else qn
-        for k in range(an):
-            k2 = k + 1 if k + 1 < an else 0
-            nx = arr[ai, aj, k, 1] - arr[ai, aj, k2, 1]
-            ny = arr[ai, aj, k2, 0] - arr[ai, aj, k, 0]
-            min_p = np.inf
-            max_p = -np.inf
-            for m in range(pn):
-                v = nx * pa[pi, pj, m, 0] + ny * pa[pi, pj, m, 1]
-                min_p = min(min_p, v)
-                max_p = max(max_p, v)
-            min_q = np.inf
-            max_q = -np.inf
-            for m in range(qn):
-                v = nx * qa[qi, qj, m, 0] + ny * qa[qi, qj, m, 1]
-                min_q = min(min_q, v)
-                max_q = max(max_q, v)
-            if max_p < min_q or max_q < min_p:
-                return False
-    return True
+    """``convex_intersect`` of two pieces addressed as (array, i, j)."""
+    return convex_intersect(pa[pi, pj], pn, qa[qi, qj], qn)
 
 
 @njit(cache=True, error_model="numpy")
@@ -399,34 +378,6 @@ def _stretch(xy, quads, cut, turn, n, ax, ay, front, tail, bx, by, half_width, o
 
 
 @njit(cache=True, error_model="numpy")
-def _first_greater(values, n, x):
-    """First index i < n with values[i] > x, or n (np.argwhere(values > x)[0] on sorted values)."""
-    lo = 0
-    hi = n
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if values[mid] > x:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-@njit(cache=True, error_model="numpy")
-def _last_less(values, n, x):
-    """Last index i with values[i] < x, or -1."""
-    lo = 0
-    hi = n
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if values[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo - 1
-
-
-@njit(cache=True, error_model="numpy")
 def _pose(path_xy, path_s, path_h, path_n, a, progress):
     n = path_n[a]
     bounded = max(path_s[a, 0], min(progress, path_s[a, n - 1]))
@@ -438,7 +389,7 @@ def _corridor(xy, quads, cut, turn, n, s, bounded, ax, ay, half_width, cpts, ccn
               quad_b, scratch):
     """The agent's corridor: nuPlan's ``trim_path_up_to_progress`` buffered by half its width. Fills its own
     pieces (``cpts`` / ``ccnt`` / ``cbox``) and returns (their number, static range lo, hi, static piece to skip)."""
-    k1 = _first_greater(s, n, bounded)
+    k1 = first_greater(s, n, bounded)
     if k1 >= n:  # nothing ahead: the path's last two points
         segment_quad_into(xy[n - 2, 0], xy[n - 2, 1], xy[n - 1, 0], xy[n - 1, 1], half_width, own[0])
         own_cnt[0] = 4
@@ -650,8 +601,8 @@ def _footprint(path_xy, path_s, path_h, n, a, progress, velocity, length, width,
     enum[a] = 0
     start = max(first, min(progress - length / 2, last))
     end = max(first, min(progress + length / 2 + velocity * headway, last))
-    front = _first_greater(s, n, start)
-    tail = _last_less(s, n, end)
+    front = first_greater(s, n, start)
+    tail = first_not_less(s, n, end) - 1  # last index with s < end, or -1
     if front >= n:  # nuPlan returns the path's last two points
         segment_quad_into(xy[n - 2, 0], xy[n - 2, 1], xy[n - 1, 0], xy[n - 1, 1], half_width, quad_a)
         _push(epts, ecnt, ebox, enum, a, quad_a, 4)
