@@ -29,3 +29,14 @@ def golden_inputs(kind: str) -> list[Path]:
 def require_golden() -> None:
     if not GOLDEN_EPDMS.is_dir():
         pytest.skip(f"golden reference data not found at {GOLDEN_EPDMS} (expected ../shared/golden beside the project)")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test, restored after (training tests are deterministic and cheaper so on the
+    2-core machines; ``pytestmark = pytest.mark.usefixtures("one_torch_thread")`` applies it to a module)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

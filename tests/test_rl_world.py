@@ -15,12 +15,7 @@ from agent_fixtures import agent_world
 from agents.rl.rewards import VALUE_NAMES, ExactScorer, RWMScorer, ScoreReward, combine, exact_values, parse_weights
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @lru_cache(maxsize=None)
