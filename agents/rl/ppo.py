@@ -54,7 +54,6 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from agents.vla.model import SceneFeatures
@@ -160,13 +159,9 @@ class Args:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Args":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown Args fields {unknown}")
-        values = dict(data)
-        values["reward_weights"] = tuple(tuple(p) for p in values.get("reward_weights", ()))
-        return cls(**values)
+        from irlvla_bench.dataclass_dict import dataclass_from_dict
+
+        return dataclass_from_dict(cls, data)
 
 
 # ----------------------------------------------------------------------------------------------------------------

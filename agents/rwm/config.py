@@ -6,9 +6,9 @@ needs. Every per-sub-metric loss weight lives in ``LossWeights``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
 
+from irlvla_bench.dataclass_dict import dataclass_from_dict
 from irlvla_bench.types import PACIFICA
 
 ENCODER_KINDS = ("raster", "sensors", "il")
@@ -153,26 +153,7 @@ class RWMConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RWMConfig":
-        return _build(cls, data)
-
-
-def _build(kind, data: Any):
-    """Rebuild nested frozen dataclasses from ``asdict`` output (lists back to tuples)."""
-    if is_dataclass(kind):
-        known = {f.name: f for f in fields(kind)}
-        unknown = set(data) - set(known)
-        if unknown:
-            raise ValueError(f"unknown {kind.__name__} fields: {sorted(unknown)}")
-        values = {}
-        for name, value in data.items():
-            default = known[name].default_factory() if callable(known[name].default_factory) else known[name].default
-            values[name] = _build(type(default), value) if is_dataclass(default) else _tuples(value)
-        return kind(**values)
-    return data
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+        return dataclass_from_dict(cls, data)
 
 
 def preset(name: str) -> RWMConfig:

@@ -7,8 +7,10 @@ rebuild the model from it, so a checkpoint is all an agent needs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from irlvla_bench.dataclass_dict import dataclass_from_dict
 
 # VoVNetV2 stage specifications (stem, per-stage 3x3 width, per-stage output width, 3x3 layers per OSA block,
 # OSA blocks per stage), as published with VoVNet / CenterMask (the ``V-19-slim-eSE``, ``V-39-eSE``,
@@ -258,29 +260,8 @@ def preset(name: str) -> VLAConfig:
         raise ValueError(f"unknown VLA config {name!r}; known: {sorted(PRESETS)}") from None
 
 
-def _build(cls, data: Any):
-    """Rebuild nested frozen dataclasses from ``asdict`` output (lists back to tuples)."""
-    if not is_dataclass(cls):
-        return tuple(_build(None, v) for v in data) if isinstance(data, list) and cls is None else data
-    kwargs = {}
-    names = {f.name: f for f in fields(cls)}
-    unknown = set(data) - set(names)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
-    defaults = cls()
-    for name, value in data.items():
-        current = getattr(defaults, name)
-        if is_dataclass(current):
-            kwargs[name] = _build(type(current), value)
-        elif isinstance(value, list):
-            kwargs[name] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
-
-
 def config_from_dict(data: dict[str, Any]) -> VLAConfig:
-    return _build(VLAConfig, data)
+    return dataclass_from_dict(VLAConfig, data)
 
 
 def with_overrides(config: VLAConfig, **train_overrides) -> VLAConfig:

@@ -32,7 +32,7 @@ from evaluators.epdms.config import NAVSIM_V2
 from evaluators.epdms.score import SUB_METRICS
 from irlvla_bench.errors import InputError
 from irlvla_bench.io.atomic import atomic_path, write_json_atomic
-from irlvla_bench.labelling.candidates import CandidateConfig, PerturbationConfig, build_candidates
+from irlvla_bench.labelling.candidates import CandidateConfig, build_candidates
 from irlvla_bench.labelling.epdms import EXTENDED_COMFORT, epdms, extended_comfort_labels
 from irlvla_bench.labelling.scene_kind import scene_kind
 from irlvla_bench.types import Proposals, ScoringCase
@@ -57,10 +57,9 @@ class LabelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LabelConfig":
-        cand = dict(data["candidates"])
-        cand["perturbation"] = PerturbationConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                     for k, v in cand["perturbation"].items()})
-        return cls(candidates=CandidateConfig(**cand), traffic=data["traffic"], chunk=data["chunk"])
+        from irlvla_bench.dataclass_dict import dataclass_from_dict
+
+        return dataclass_from_dict(cls, data)
 
 
 # ----------------------------------------------------------------------------------------------------------------
