@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import load_json
-from evaluators.epdms import SUB_METRICS, score_frame
-from irlvla_bench.io.scoring_case import load_case
+from conftest import GOLDEN_EPDMS, golden_inputs, load_json
+from evaluators.epdms import SUB_METRICS, score_frame, score_groups
+from evaluators.epdms.config import NAVSIM_V2
+from evaluators.epdms.groups import pool_groups
+from evaluators.epdms.results import group_document
+from irlvla_bench.io.scoring_case import load_case, load_group
 
 TOL = 1e-6
 EXTRA = ("multiplicative_metrics_prod", "pdm_score", "weighted_part_single_frame", "score_single_frame")
@@ -79,3 +82,22 @@ def group_errors(gold: dict, doc: dict) -> list[str]:
                 if abs(agent["summary"][block][name] - value) > TOL:
                     errors.append(f"agent {gold_agent['agent_index']} summary {block}.{name}")
     return errors
+
+
+def score_golden_groups(traffic: str) -> list:
+    """(group, its scores) for every golden scene group, labelling mode."""
+    return [(g, score_groups([g], traffic=traffic, mode="labelling"))
+            for g in (load_group(p) for p in golden_inputs("groups"))]
+
+
+def group_failures(scored: list, traffic: str) -> dict[str, list[str]]:
+    """group id (and ``dataset_public`` for their pool) -> its deviations from NAVSIM; only those that deviate."""
+    suffix = RESULT_SUFFIX[traffic]
+    documents = [(g.group_id, group_document(s, traffic)) for g, s in scored]
+    documents.append(("dataset_public", group_document(pool_groups([s for _, s in scored], NAVSIM_V2), traffic)))
+    failures = {}
+    for name, doc in documents:
+        errors = group_errors(load_json(GOLDEN_EPDMS / "groups" / f"{name}{suffix}"), doc)
+        if errors:
+            failures[name] = errors
+    return failures

@@ -10,12 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import GOLDEN_EPDMS, golden_inputs, load_json, require_golden
-from golden_checks import TOL, case_errors, group_errors
-from evaluators.epdms import score_groups
-from evaluators.epdms.groups import pool_groups
+from golden_checks import TOL, case_errors, group_failures, score_golden_groups
 from evaluators.epdms.results import group_document
-from evaluators.epdms.config import NAVSIM_V2
-from irlvla_bench.io.scoring_case import load_group
 
 # Deviations that come from NAVSIM's arithmetic at exact ties, not from semantics (see README "Known limits"):
 # the ego exactly behind a lead (relative angle ~1e-16, NAVSIM's arccos of a dot product that rounds above 1
@@ -39,23 +35,12 @@ def test_single_case_matches_navsim(path):
 @pytest.fixture(scope="module")
 def golden_groups():
     require_golden()
-    groups = [load_group(p) for p in golden_inputs("groups")]
-    return [(g, score_groups([g], traffic="log_replay", mode="labelling")) for g in groups]
+    return score_golden_groups("log_replay")
 
 
 @pytest.mark.golden
 def test_groups_and_dataset_match_navsim(golden_groups):
-    failures = {}
-    for group, scores in golden_groups:
-        gold = load_json(GOLDEN_EPDMS / "groups" / f"{group.group_id}.result.json.gz")
-        errors = group_errors(gold, group_document(scores, "log_replay"))
-        if errors:
-            failures[group.group_id] = errors
-    dataset = pool_groups([s for _, s in golden_groups], NAVSIM_V2)
-    gold = load_json(GOLDEN_EPDMS / "groups" / "dataset_public.result.json.gz")
-    errors = group_errors(gold, group_document(dataset, "log_replay"))
-    if errors:
-        failures["dataset_public"] = errors
+    failures = group_failures(golden_groups, "log_replay")
     unexpected = {k: v for k, v in failures.items() if k not in KNOWN_KNIFE_EDGES}
     assert not unexpected, unexpected
     # The knife-edge groups deviate only in the DDC / TTC of exactly tied frames, never in EC or weights.

@@ -14,21 +14,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import GOLDEN_EPDMS, golden_inputs, load_json, require_golden
-from golden_checks import RESULT_SUFFIX, case_errors, gold_path, group_errors
-from evaluators.epdms import SUB_METRICS, score_frame, score_groups
+from conftest import GOLDEN_EPDMS, golden_inputs, require_golden
+from golden_checks import case_errors, gold_path, group_failures, score_golden_groups
+from evaluators.epdms import SUB_METRICS, score_frame
 from evaluators.epdms.config import NAVSIM_V2
-from evaluators.epdms.groups import pool_groups
-from evaluators.epdms.results import group_document
 from evaluators.epdms.scene import prepare_scene
 from evaluators.epdms.traffic.idm import prepare_idm_scene
 from irlvla_bench.cli import app
 from irlvla_bench.errors import InputError
 from irlvla_bench.examples import make_case
-from irlvla_bench.io.scoring_case import load_group, parse_case
+from irlvla_bench.io.scoring_case import parse_case
 from irlvla_bench.types import MapLayer
 
-RESULT = RESULT_SUFFIX["idm"]
 
 # NAVSIM's result at exact ties depends on the last bits of its arithmetic (README "Known limits"); our ego
 # states are 1e-11 m from NAVSIM's, so these ties can fall the other way. Each was checked: 1e-11 m of noise on
@@ -76,23 +73,12 @@ def test_submission_mode_matches_navsim_idm(stem):
 @pytest.fixture(scope="module")
 def golden_groups():
     require_golden()
-    groups = [load_group(p) for p in golden_inputs("groups")]
-    return [(g, score_groups([g], traffic="idm", mode="labelling")) for g in groups]
+    return score_golden_groups("idm")
 
 
 @pytest.mark.golden
 def test_groups_and_dataset_match_navsim_idm(golden_groups):
-    failures = {}
-    for group, scores in golden_groups:
-        gold = load_json(GOLDEN_EPDMS / "groups" / f"{group.group_id}{RESULT}")
-        errors = group_errors(gold, group_document(scores, "idm"))
-        if errors:
-            failures[group.group_id] = errors
-    dataset = pool_groups([s for _, s in golden_groups], NAVSIM_V2)
-    errors = group_errors(load_json(GOLDEN_EPDMS / "groups" / f"dataset_public{RESULT}"),
-                           group_document(dataset, "idm"))
-    if errors:
-        failures["dataset_public"] = errors
+    failures = group_failures(golden_groups, "idm")
     unexpected = {k: v for k, v in failures.items() if k not in KNOWN_KNIFE_EDGES}
     assert not unexpected, unexpected
     fixed = set(KNOWN_KNIFE_EDGES) - {p.name.split(".")[0] for p in golden_inputs("single")} - set(failures)
