@@ -125,14 +125,14 @@ def test_cli_run_writes_a_policy_that_loads_as_an_agent_and_resumes(tmp_path_fac
     # The policy is an agent; its planner differs from the IL start, its trunk does not.
     rl_agent = make_agent(f"irlvla_rl:{out}/policy.pt")
     il_agent = make_agent(f"irlvla_rl:{il}")
-    rl_state, il_state = rl_agent._model.state_dict(), il_agent._model.state_dict()
+    rl_state, il_state = rl_agent.model.state_dict(), il_agent.model.state_dict()
     assert any(not torch.equal(rl_state[k], il_state[k]) for k in rl_state if k.startswith("planner."))
     assert all(torch.equal(rl_state[k], il_state[k]) for k in rl_state if not k.startswith("planner."))
     inputs = contract_inputs(agent_world(), "navhard_two_stage", max_scenes=2)
     for agent in (rl_agent, il_agent):
         agent.seed(0)
         assert agent.compute_trajectories(inputs)[0].poses.shape == (8, 3)
-    assert rl_agent.payload["meta"]["iterations"] == 2
+    assert rl_agent.meta["iterations"] == 2
     # Resume: two more iterations continue the run.
     args = Args(il=il, data=str(agent_world()), reward="exact", iterations=4, scenes_per_iteration=4,
                 cache_dir=str(_cases()[0]), threads=1)

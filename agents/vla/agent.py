@@ -25,16 +25,17 @@ from agents.vla.train import load_model
 
 class IRLVLAAgent(Agent):
     name = "irlvla_il"
+    missing_checkpoint = ("irlvla_il needs a checkpoint: use 'irlvla_il:PATH' (train one with "
+                          "`irlvla-bench train il --data ROOT --split navtrain --out DIR`)")
 
     def __init__(self, checkpoint: str | Path | None = None, *, device: str = "cpu", command_backend: str | None = None,
                  language_model: str | Path | None = None, batch_size: int = 16, seed: int = 0,
                  drivable_penalty: float | None = None, collision_penalty: float | None = None):
         if checkpoint is None:
-            raise CheckpointRequiredError("irlvla_il needs a checkpoint: use 'irlvla_il:PATH' (train one with "
-                                          "`irlvla-bench train il --data ROOT --split navtrain --out DIR`)")
+            raise CheckpointRequiredError(self.missing_checkpoint)
         self.checkpoint = Path(checkpoint)
         # Loaded now: a wrong path fails before the first frame, not in the middle of a split.
-        self.model, payload = load_model(self.checkpoint, device)
+        self.model, payload = self.load(self.checkpoint, device)
         # Test-time re-ranking weights (PlannerConfig) may be changed without retraining.
         changes = {k: float(v) for k, v in (("drivable_penalty", drivable_penalty),
                                             ("collision_penalty", collision_penalty)) if v is not None}
@@ -52,6 +53,11 @@ class IRLVLAAgent(Agent):
         self.language = LanguageCommandBackend(language_model, device=device) if backend == "language" else None
         self.meta = payload.get("meta") or {}
         self.last_commands: list[CommandChoice] = []
+
+    @staticmethod
+    def load(checkpoint: Path, device: str) -> tuple:
+        """(model in eval mode on ``device``, checkpoint payload)."""
+        return load_model(checkpoint, device)
 
     def sensor_config(self) -> SensorConfig:
         return sensor_config(self.config)
