@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from evaluators.epdms.aggregate import mapping_score
 from evaluators.epdms.score import SUB_METRICS
 from irlvla_bench.errors import InputError
 from irlvla_bench.types import StageMapping
@@ -413,18 +414,6 @@ def top_changes(pairs: pd.DataFrame, *, k: int) -> tuple[pd.DataFrame, pd.DataFr
 # Two-stage EPDMS over mappings
 
 
-def _weighted_row_score(tokens: Sequence[str], score: dict[str, float], weight: dict[str, float]) -> float:
-    # The same numpy operations in the same order as aggregate_agent's _weighted_average, so the recomputed
-    # values are bit-identical to the aggregation's, not merely close.
-    if not tokens:
-        return math.nan
-    weights = np.array([weight[t] for t in tokens])
-    total = weights.sum()
-    if total == 0:
-        return math.nan
-    return float((np.array([score[t] for t in tokens]) * weights).sum() / total)
-
-
 def mapping_scores_from_rows(rows: pd.DataFrame, mappings: Sequence[StageMapping]) -> pd.DataFrame:
     """Per-mapping EPDMS of a row table, exactly as ``aggregate_agent`` computes ``MappingScore``'s ``score``.
 
@@ -438,20 +427,16 @@ def mapping_scores_from_rows(rows: pd.DataFrame, mappings: Sequence[StageMapping
     if missing:
         raise ValueError(f"the row table lacks column(s) {missing}, needed to recompute mapping scores")
     used = rows[rows["aggregated"].astype(bool)]
-    score = dict(zip(used["token"], used["score"].astype(float)))
-    weight = dict(zip(used["token"], used["weight"].astype(float)))
+    table = {t: {"score": float(s), "weight": float(w)} for t, s, w in zip(used["token"], used["score"],
+                                                                          used["weight"])}
     records = []
     for mapping in mappings:
         tokens = [mapping.now, mapping.prev, *(t for pair in mapping.second_stage for t in pair)]
-        if any(t not in score for t in tokens):
+        if any(t not in table for t in tokens):
             continue
-        s1_now = _weighted_row_score([mapping.now], score, weight)
-        s1_prev = _weighted_row_score([mapping.prev], score, weight)
-        s2_now = _weighted_row_score([p[0] for p in mapping.second_stage], score, weight)
-        s2_prev = _weighted_row_score([p[1] for p in mapping.second_stage], score, weight)
-        records.append({"now": mapping.now, "prev": mapping.prev,
-                        "score": (s1_now * s2_now + s1_prev * s2_prev) / 2,
-                        "stage_one_score": (s1_now + s1_prev) / 2, "stage_two_score": (s2_now + s2_prev) / 2})
+        m = mapping_score(mapping, table, ("score",))
+        records.append({"now": m.now, "prev": m.prev, "score": m.columns["score"],
+                        "stage_one_score": m.stage_one["score"], "stage_two_score": m.stage_two["score"]})
     return pd.DataFrame.from_records(records, columns=list(MAPPING_FIELDS))
 
 

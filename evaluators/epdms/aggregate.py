@@ -48,6 +48,8 @@ class MappingScore:
     columns: dict[str, float]  # every SUMMARY_COLUMNS entry
     stage_one: dict[str, float]
     stage_two: dict[str, float]
+    # (now, prev) first-stage rows and (now, prev) weighted second-stage rows the stage summaries average.
+    stage_rows: tuple[dict[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,14 +86,34 @@ def _row_score(row: TokenRow, ec: float, cfg: EPDMSConfig) -> float:
     return float(row.multiplicative * (values * weights).sum() / weights.sum())
 
 
-def _weighted_average(tokens: Sequence[str], table: Mapping[str, dict[str, float]]) -> dict[str, float]:
+def _weighted_average(tokens: Sequence[str], table: Mapping[str, dict[str, float]],
+                      columns: Sequence[str] = SUMMARY_COLUMNS) -> dict[str, float]:
     if not tokens:
-        return {c: float("nan") for c in SUMMARY_COLUMNS}
+        return {c: float("nan") for c in columns}
     weights = np.array([table[t]["weight"] for t in tokens])
     total = weights.sum()
     if total == 0:
-        return {c: float("nan") for c in SUMMARY_COLUMNS}
-    return {c: float((np.array([table[t][c] for t in tokens]) * weights).sum() / total) for c in SUMMARY_COLUMNS}
+        return {c: float("nan") for c in columns}
+    return {c: float((np.array([table[t][c] for t in tokens]) * weights).sum() / total) for c in columns}
+
+
+def mapping_score(mapping: StageMapping, table: Mapping[str, dict[str, float]],
+                  columns: Sequence[str] = SUMMARY_COLUMNS) -> MappingScore:
+    """One mapping's columns from the final per-token table (each token's ``weight`` and the ``columns``):
+    stage one is the first-stage token, stage two the weighted average of its second-stage tokens, per side,
+    and the mapping value is (now x weighted stage two (now) + prev x weighted stage two (prev)) / 2."""
+    s1_now = _weighted_average([mapping.now], table, columns)
+    s2_now = _weighted_average([p[0] for p in mapping.second_stage], table, columns)
+    s1_prev = _weighted_average([mapping.prev], table, columns)
+    s2_prev = _weighted_average([p[1] for p in mapping.second_stage], table, columns)
+    return MappingScore(
+        now=mapping.now,
+        prev=mapping.prev,
+        columns={c: (s1_now[c] * s2_now[c] + s1_prev[c] * s2_prev[c]) / 2 for c in columns},
+        stage_one={c: (s1_now[c] + s1_prev[c]) / 2 for c in columns},
+        stage_two={c: (s2_now[c] + s2_prev[c]) / 2 for c in columns},
+        stage_rows=(s1_now, s1_prev, s2_now, s2_prev),
+    )
 
 
 def aggregate_agent(rows: Mapping[str, TokenRow], mappings: Sequence[StageMapping],
@@ -125,25 +147,9 @@ def aggregate_agent(rows: Mapping[str, TokenRow], mappings: Sequence[StageMappin
         entry["score"] = _row_score(row, update["two_frame_extended_comfort"], cfg)
         table[token] = entry
 
-    mapping_scores = []
-    stage_one_rows, stage_two_rows = [], []
-    for mapping in mappings:
-        s1_now = _weighted_average([mapping.now], table)
-        s2_now = _weighted_average([p[0] for p in mapping.second_stage], table)
-        s1_prev = _weighted_average([mapping.prev], table)
-        s2_prev = _weighted_average([p[1] for p in mapping.second_stage], table)
-        stage_one_rows += [s1_now, s1_prev]
-        stage_two_rows += [s2_now, s2_prev]
-        columns = {c: (s1_now[c] * s2_now[c] + s1_prev[c] * s2_prev[c]) / 2 for c in SUMMARY_COLUMNS}
-        mapping_scores.append(
-            MappingScore(
-                now=mapping.now,
-                prev=mapping.prev,
-                columns=columns,
-                stage_one={c: (s1_now[c] + s1_prev[c]) / 2 for c in SUMMARY_COLUMNS},
-                stage_two={c: (s2_now[c] + s2_prev[c]) / 2 for c in SUMMARY_COLUMNS},
-            )
-        )
+    mapping_scores = [mapping_score(mapping, table) for mapping in mappings]
+    stage_one_rows = [row for m in mapping_scores for row in m.stage_rows[:2]]
+    stage_two_rows = [row for m in mapping_scores for row in m.stage_rows[2:]]
     summary = {
         # pandas' mean skips NaN (an empty second stage), as NAVSIM's DataFrame(...).mean() does.
         "extended_pdm_score_combined": dict(pd.DataFrame([m.columns for m in mapping_scores]).mean()),
