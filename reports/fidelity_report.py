@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from evaluators.epdms.score import SUB_METRICS
 from irlvla_bench.io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from irlvla_bench.labelling.epdms import epdms
 from reports import fidelity as fm
 
 EC = "extended_comfort"
@@ -53,8 +54,6 @@ def plugin_epdms(table: pd.DataFrame) -> np.ndarray:
     for m in GATES:
         value = gated[m]
         gated[m] = np.round(value * 2.0) / 2.0 if m in THREE_CLASS else (value >= 0.5).astype(float)
-    from irlvla_bench.labelling.epdms import epdms
-
     return epdms(gated, table[PRED + EC].to_numpy(dtype=float))
 RANK_KS = (1, 5, 10)
 
