@@ -50,22 +50,6 @@ def previous_frame(case: ScoringCase):
     return None if index is None else case.human_past[index]
 
 
-def previous_plan_states(case: ScoringCase, previous: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """(41, 11) simulated states of a plan made at the previous frame ((8, 3) poses in that frame's ego frame,
-    simulated from that frame's logged state, as the evaluator simulates the previous frame's proposal) and the
-    overlap in 0.1 s steps; None without a previous frame."""
-    from evaluators.epdms import simulation
-    from evaluators.epdms.config import NAVSIM_V2
-
-    prev = previous_frame(case)
-    if prev is None:
-        return None
-    global_poses = simulation.proposal_poses_to_global(prev.rear_axle, np.asarray(previous, dtype=np.float64)[None])
-    reference = simulation.sample_poses_10hz(prev.rear_axle, prev.time_us, global_poses)
-    states = simulation.simulate(prev.to_state_array(), reference, simulation.TrackerConfig())[0]
-    return states, int(round((case.time_us - prev.time_us) * 1e-6 / NAVSIM_V2.interval_s))
-
-
 def previous_in_current_frame(case: ScoringCase, previous: np.ndarray) -> np.ndarray | None:
     """A previous-frame plan as the RWM's ``previous`` input: (9, 3) in the current ego frame, the previous ego
     pose (t = -0.5 s) then the plan's poses (t = 0 .. 3.5 s); None without a previous frame."""
@@ -89,21 +73,12 @@ def exact_values(case: ScoringCase, poses: np.ndarray, prepared=None,
     policy's own plan at the previous frame for EC (see the module docstring); None: the expert's."""
     from evaluators.epdms import score_frame
     from evaluators.epdms.config import NAVSIM_V2
-    from evaluators.epdms.metrics.comfort import extended_comfort
     from irlvla_bench.labelling.epdms import epdms, extended_comfort_labels
 
     sub = case.with_proposals(_proposals(poses))
     scores = score_frame(sub, mode="labelling", scene=replace(prepared, case=sub) if prepared is not None else None)
     n = len(scores)
-    states = scores.simulated_states.reshape(n, 41, 11)
-    own = previous_plan_states(case, previous) if previous is not None else None
-    if own is not None:
-        prev_states, overlap = own
-        # As in irlvla_bench.labelling.epdms: EC reads rear-axle accelerations and headings only.
-        ec = extended_comfort(states, np.broadcast_to(prev_states, states.shape), NAVSIM_V2.interval_s, overlap,
-                              0.0, NAVSIM_V2.comfort, NAVSIM_V2.extended_comfort)
-    else:
-        ec = extended_comfort_labels(case, states, NAVSIM_V2)
+    ec = extended_comfort_labels(case, scores.simulated_states.reshape(n, 41, 11), NAVSIM_V2, previous)
     out = {m: np.asarray(scores.metrics[m], dtype=np.float64) for m in SUB_METRICS}
     out[EC] = ec
     out["epdms"] = np.where(np.isnan(ec), scores.score_single_frame,

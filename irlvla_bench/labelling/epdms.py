@@ -25,7 +25,7 @@ from evaluators.epdms import simulation
 from evaluators.epdms.config import NAVSIM_V2, EPDMSConfig
 from evaluators.epdms.metrics.comfort import extended_comfort
 from evaluators.epdms.score import MULTIPLICATIVE, WEIGHTED
-from irlvla_bench.labelling.trajectories import previous_plan
+from irlvla_bench.labelling.trajectories import previous_frame_index, previous_plan
 from irlvla_bench.types import ScoringCase
 
 EXTENDED_COMFORT = "extended_comfort"
@@ -44,23 +44,34 @@ def epdms(metrics: Mapping[str, np.ndarray], ec: np.ndarray, config: EPDMSConfig
     return product * weighted
 
 
-def previous_plan_states(case: ScoringCase, config: EPDMSConfig = NAVSIM_V2) -> tuple[np.ndarray, int] | None:
-    """(41, 11) simulated states of the expert's previous plan and the overlap in 0.1 s steps, or None."""
-    plan = previous_plan(case, config.max_prev_frame_offset_s)
-    if plan is None:
-        return None
-    poses, index = plan
+def previous_plan_states(case: ScoringCase, config: EPDMSConfig = NAVSIM_V2,
+                         poses: np.ndarray | None = None) -> tuple[np.ndarray, int] | None:
+    """(41, 11) simulated states of the plan held one frame earlier and the overlap in 0.1 s steps, or None
+    without a previous frame. The plan is the expert's, or ``poses``: (8, 3) a plan an agent made at that frame,
+    in that frame's ego frame. Either is simulated from the previous logged ego state, as the evaluator simulates
+    the previous frame's proposal."""
+    if poses is None:
+        plan = previous_plan(case, config.max_prev_frame_offset_s)
+        if plan is None:
+            return None
+        poses, index = plan
+    else:
+        index = previous_frame_index(case, config.max_prev_frame_offset_s)
+        if index is None:
+            return None
     prev = case.human_past[index]
-    global_poses = simulation.proposal_poses_to_global(prev.rear_axle, poses[None])
+    global_poses = simulation.proposal_poses_to_global(prev.rear_axle, np.asarray(poses, dtype=np.float64)[None])
     reference = simulation.sample_poses_10hz(prev.rear_axle, prev.time_us, global_poses)
     states = simulation.simulate(prev.to_state_array(), reference, simulation.TrackerConfig())[0]
     overlap = int(round((case.time_us - prev.time_us) * 1e-6 / config.interval_s))
     return states, overlap
 
 
-def extended_comfort_labels(case: ScoringCase, states: np.ndarray, config: EPDMSConfig = NAVSIM_V2) -> np.ndarray:
-    """EC of (N, 41, 11) simulated candidate states against the expert's previous plan (NaN without one)."""
-    previous = previous_plan_states(case, config)
+def extended_comfort_labels(case: ScoringCase, states: np.ndarray, config: EPDMSConfig = NAVSIM_V2,
+                            previous_poses: np.ndarray | None = None) -> np.ndarray:
+    """EC of (N, 41, 11) simulated candidate states against the plan held one frame earlier (NaN without a
+    previous frame): the expert's, or ``previous_poses`` (see ``previous_plan_states``)."""
+    previous = previous_plan_states(case, config, previous_poses)
     if previous is None:
         return np.full(len(states), np.nan)
     prev_states, overlap = previous
