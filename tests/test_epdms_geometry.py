@@ -94,3 +94,32 @@ def test_polygon_set_layout():
     assert len(polygon_set.bucket_ptr) == 6 and polygon_set.bucket_ptr[-1] == len(polygon_set.bucket_items)
     empty = PolygonSet.build([])
     assert len(empty) == 0 and empty.edges.shape == (0, 4) and empty.bucket_ptr.tolist() == [0]
+
+
+def _ego_coordinates_numpy(states, vehicle):
+    """NAVSIM's ego corners in its NumPy operation order (the kernel must round exactly like this)."""
+    heading = states[..., 2]
+    cos, sin = np.cos(heading), np.sin(heading)
+    center = states[..., :2] + np.stack([vehicle.rear_axle_to_center * cos, vehicle.rear_axle_to_center * sin], -1)
+    coords = np.empty(states.shape[:2] + (5, 2))
+    coords[..., 4, :] = center
+    for index, (lon, lat) in enumerate(((vehicle.half_length, vehicle.half_width),
+                                        (-vehicle.half_length, vehicle.half_width),
+                                        (-vehicle.half_length, -vehicle.half_width),
+                                        (vehicle.half_length, -vehicle.half_width))):
+        coords[..., index, 0] = center[..., 0] + (lat * np.cos(heading + np.pi / 2) + lon * cos)
+        coords[..., index, 1] = center[..., 1] + (lat * np.sin(heading + np.pi / 2) + lon * sin)
+    return coords
+
+
+def test_ego_corners_round_like_navsims_numpy_arithmetic():
+    from evaluators.epdms.score import ego_coordinates
+    from irlvla_bench.types import PACIFICA
+
+    rng = np.random.default_rng(3)
+    states = np.zeros((64, 41, 11))
+    states[..., :2] = OFFSET + rng.uniform(-500, 500, (64, 41, 2))
+    states[..., 2] = rng.uniform(-4 * np.pi, 4 * np.pi, (64, 41))
+    states[:4, :, 2] = np.array([0.0, np.pi / 2, -np.pi, np.pi])[:, None]  # axis-aligned: exact cancellations
+    vehicle = PACIFICA
+    assert np.array_equal(ego_coordinates(states, vehicle), _ego_coordinates_numpy(states, vehicle))
