@@ -7,7 +7,9 @@ One code path serves both modes:
   and scored once (when the traffic does not react to the ego) and shared. Reactive traffic (``idm``) rolls
   out once per proposal, the reference is scored against each proposal's traffic, and batches are capped at
   ``REACTIVE_ROWS_PER_BATCH`` proposals to bound the per-row observations' memory.
-Every row is computed independently of the others, so both modes give identical numbers per proposal.
+Every row is computed independently of the others, so both modes give identical numbers per proposal. The
+arithmetic after the metrics (EP normalisation, human filter, weighted part) is elementwise per row, so it runs
+once over all batches of the frame.
 """
 
 from __future__ import annotations
@@ -196,19 +198,28 @@ class FrameScores:
 
 
 def _weighted_part(metrics: dict[str, np.ndarray], cfg: EPDMSConfig) -> np.ndarray:
-    weights = np.asarray(cfg.single_frame_weights)
-    stacked = np.stack([metrics[name] for name in WEIGHTED])  # (4, N)
-    return (stacked * weights[:, None]).sum(axis=0) / weights.sum()
+    weights = cfg.single_frame_weights
+    total = sum(w * metrics[name] for name, w in zip(WEIGHTED, weights))
+    return total / float(sum(weights))
 
 
-def _score_batch(scene: PreparedScene, proposal_index: np.ndarray, policy: TrafficPolicy, cache: dict) -> FrameScores:
-    """Score proposals as one NAVSIM batch each; ``cache`` holds the scene's proposal-independent results
-    (simulated reference, its metrics under shared traffic, the human filter pass), identical for every
-    proposal, so computing them once changes no number."""
-    case, cfg = scene.case, scene.config
-    poses = case.proposals.poses[proposal_index]
+@dataclass(frozen=True)
+class _Batch:
+    """One NAVSIM batch [PDM reference, proposals...]: the proposals' simulated states and metrics, and the
+    reference's metrics against the same traffic (one row shared by the batch, or one per proposal)."""
+
+    proposal_index: np.ndarray
+    states: np.ndarray
+    rows: RowMetrics
+    reference: RowMetrics
+
+
+def _evaluate_batch(scene: PreparedScene, proposal_index: np.ndarray, policy: TrafficPolicy, cache: dict) -> _Batch:
+    """Simulate and score proposals as one NAVSIM batch; ``cache`` holds the scene's proposal-independent
+    results (simulated reference, its metrics under shared traffic), identical for every proposal, so computing
+    them once changes no number."""
     num = len(proposal_index)
-    states = simulate_trajectories(scene, poses)
+    states = simulate_trajectories(scene, scene.case.proposals.poses[proposal_index])
     if "reference_states" not in cache:
         cache["reference_states"] = simulate_reference(scene)
     reference_states = cache["reference_states"]
@@ -220,23 +231,42 @@ def _score_batch(scene: PreparedScene, proposal_index: np.ndarray, policy: Traff
     # The reference is scored against the traffic that reacted to each proposal; when the traffic ignores
     # the ego that is one and the same evaluation for every proposal of the scene.
     if shared and "reference_rows" in cache:
-        ref = cache["reference_rows"]
+        reference = cache["reference_rows"]
     else:
         ref_rows = reference_states if shared else np.repeat(reference_states, num, axis=0)
-        ref_index = np.zeros(len(ref_rows), dtype=np.int64) if shared else np.arange(num, dtype=np.int64)
-        ref = evaluate_rows(scene, ref_rows, observation, ref_index, with_history=False, with_weighted=False)
+        reference = evaluate_rows(scene, ref_rows, observation, np.zeros(len(ref_rows), dtype=np.int64) if shared
+                                  else own_index, with_history=False, with_weighted=False)
         if shared:
-            cache["reference_rows"] = ref
-    ref_progress = np.broadcast_to(ref.progress_m, (num,))
-    ref_multiplicative = np.broadcast_to(ref.multiplicative, (num,))
+            cache["reference_rows"] = reference
+    return _Batch(np.asarray(proposal_index), states, rows, reference)
 
-    multiplicative = rows.multiplicative
-    normalizer = np.maximum(ref_progress * ref_multiplicative, rows.progress_m * multiplicative)
-    unfiltered = dict(rows.values)
-    unfiltered["ego_progress"] = normalized_progress(rows.progress_m, normalizer, cfg.progress_distance_threshold_m)
+
+def _finalise(scene: PreparedScene, batches: list[_Batch], policy: TrafficPolicy, cache: dict) -> FrameScores:
+    """NAVSIM's per-submission arithmetic after the metrics (EP normalisation against the reference, the
+    stale pdm_score, the human filter, the weighted part), elementwise over the batches' rows: each row's
+    numbers are those of its own batch."""
+    case, cfg = scene.case, scene.config
+
+    def rows_of(field: str) -> np.ndarray:
+        return np.concatenate([getattr(b.rows, field) for b in batches])
+
+    def reference_of(values) -> np.ndarray:
+        return np.concatenate([np.broadcast_to(values(b), (len(b.proposal_index),)) for b in batches])
+
+    proposal_index = np.concatenate([b.proposal_index for b in batches])
+    num = len(proposal_index)
+    values = {name: np.concatenate([b.rows.values[name] for b in batches]) for name in batches[0].rows.values}
+    progress_m = rows_of("progress_m")
+    ref_progress = reference_of(lambda b: b.reference.progress_m)
+    ref_multiplicative = reference_of(lambda b: b.reference.multiplicative)
+    multiplicative = (values["no_at_fault_collisions"] * values["drivable_area_compliance"]
+                      * values["driving_direction_compliance"] * values["traffic_light_compliance"])
+    normalizer = np.maximum(ref_progress * ref_multiplicative, progress_m * multiplicative)
+    unfiltered = dict(values)
+    unfiltered["ego_progress"] = normalized_progress(progress_m, normalizer, cfg.progress_distance_threshold_m)
     pdm_score = multiplicative * _weighted_part(unfiltered, cfg)
 
-    metrics = {name: unfiltered[name].copy() for name in SUB_METRICS}
+    metrics = dict(unfiltered)
     human = human_states = None
     overrides: list[list[str]] = [[] for _ in range(num)]
     if cfg.human_penalty_filter and case.is_original:
@@ -244,42 +274,38 @@ def _score_batch(scene: PreparedScene, proposal_index: np.ndarray, policy: Traff
         for name in SUB_METRICS:
             if human[name] == 0.0:
                 # Recorded only where the override changes the value, as NAVSIM's result rows show it.
-                for row, before in zip(overrides, metrics[name]):
-                    if before != 1.0:
-                        row.append(name)
+                for row in np.flatnonzero(metrics[name] != 1.0):
+                    overrides[row].append(name)
                 metrics[name] = np.ones(num)
-        multiplicative = (
-            metrics["no_at_fault_collisions"]
-            * metrics["drivable_area_compliance"]
-            * metrics["driving_direction_compliance"]
-            * metrics["traffic_light_compliance"]
-        )
+        multiplicative = (metrics["no_at_fault_collisions"] * metrics["drivable_area_compliance"]
+                          * metrics["driving_direction_compliance"] * metrics["traffic_light_compliance"])
     weighted_part = _weighted_part(metrics, cfg)
 
-    end_local = poses[:, -1]
+    end_local = case.proposals.poses[proposal_index, -1]
     ego = case.ego.rear_axle
     c, s = np.cos(ego[2]), np.sin(ego[2])
     endpoints = np.stack([ego[0] + c * end_local[:, 0] - s * end_local[:, 1],
                           ego[1] + s * end_local[:, 0] + c * end_local[:, 1]], axis=-1)
     return FrameScores(
         case=case,
-        proposal_index=np.asarray(proposal_index),
+        proposal_index=proposal_index,
         metrics=metrics,
         unfiltered=unfiltered,
         multiplicative=multiplicative,
         pdm_score=pdm_score,
         weighted_part=weighted_part,
         score_single_frame=multiplicative * weighted_part,
-        simulated_states=states,
+        simulated_states=np.concatenate([b.states for b in batches]),
         endpoints=endpoints,
-        progress_m=rows.progress_m,
-        reference_progress_m=np.array(ref_progress),
-        reference_multiplicative=np.array(ref_multiplicative),
-        reference_metrics={k: np.broadcast_to(v, (num,)).copy() for k, v in ref.values.items()},
+        progress_m=progress_m,
+        reference_progress_m=ref_progress,
+        reference_multiplicative=ref_multiplicative,
+        reference_metrics={k: reference_of(lambda b, k=k: b.reference.values[k]) for k in
+                           batches[0].reference.values},
         normalizer_m=normalizer,
-        flags=rows.flags,
-        collision_step=rows.collision_step,
-        ttc_step=rows.ttc_step,
+        flags=rows_of("flags"),
+        collision_step=rows_of("collision_step"),
+        ttc_step=rows_of("ttc_step"),
         human={k: np.full(num, v) for k, v in human.items()} if human is not None else None,
         human_states=human_states,
         overrides=overrides,
@@ -312,34 +338,6 @@ def _human_metrics(scene: PreparedScene, policy: TrafficPolicy, cache: dict):
     return cache["human"]
 
 
-def _concat(parts: list[FrameScores]) -> FrameScores:
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-
-    def cat(name):
-        return np.concatenate([getattr(p, name) for p in parts])
-
-    def cat_dict(name):
-        if getattr(first, name) is None:
-            return None
-        return {k: np.concatenate([getattr(p, name)[k] for p in parts]) for k in getattr(first, name)}
-
-    array_fields = ("proposal_index", "multiplicative", "pdm_score", "weighted_part", "score_single_frame",
-                    "simulated_states", "endpoints", "progress_m", "reference_progress_m",
-                    "reference_multiplicative", "normalizer_m", "flags", "collision_step", "ttc_step")
-    return FrameScores(
-        case=first.case,
-        **{name: cat(name) for name in array_fields},
-        metrics=cat_dict("metrics"),
-        unfiltered=cat_dict("unfiltered"),
-        reference_metrics=cat_dict("reference_metrics"),
-        human=cat_dict("human"),
-        human_states=first.human_states,
-        overrides=[row for p in parts for row in p.overrides],
-    )
-
-
 def score_frame(case: ScoringCase, *, traffic: str | TrafficPolicy = "log_replay", mode: str = "submission",
                 config: EPDMSConfig = NAVSIM_V2, scene: PreparedScene | None = None) -> FrameScores:
     """Score every proposal of ``case``; see the module docstring for the two modes."""
@@ -349,12 +347,13 @@ def score_frame(case: ScoringCase, *, traffic: str | TrafficPolicy = "log_replay
     scene = scene if scene is not None and scene.case is case else prepare_scene(case, config)
     num = len(case.proposals)
     cache: dict = {}
-    if mode == "labelling":
-        if policy.reacts_to_ego and num > REACTIVE_ROWS_PER_BATCH:
-            batches = np.array_split(np.arange(num), -(-num // REACTIVE_ROWS_PER_BATCH))
-            return _concat([_score_batch(scene, rows, policy, cache) for rows in batches])
-        return _score_batch(scene, np.arange(num), policy, cache)
-    return _concat([_score_batch(scene, np.array([i]), policy, cache) for i in range(num)])
+    if mode == "submission":
+        batches = [np.array([i]) for i in range(num)]
+    elif policy.reacts_to_ego and num > REACTIVE_ROWS_PER_BATCH:
+        batches = np.array_split(np.arange(num), -(-num // REACTIVE_ROWS_PER_BATCH))
+    else:
+        batches = [np.arange(num)]
+    return _finalise(scene, [_evaluate_batch(scene, rows, policy, cache) for rows in batches], policy, cache)
 
 
 def frame_table(scores: FrameScores, *, diagnostics: bool = False) -> pd.DataFrame:
