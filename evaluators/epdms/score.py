@@ -247,18 +247,27 @@ def _finalise(scene: PreparedScene, batches: list[_Batch], policy: TrafficPolicy
     numbers are those of its own batch."""
     case, cfg = scene.case, scene.config
 
+    proposal_index = np.concatenate([b.proposal_index for b in batches])
+    num = len(proposal_index)
+
     def rows_of(field: str) -> np.ndarray:
         return np.concatenate([getattr(b.rows, field) for b in batches])
 
-    def reference_of(values) -> np.ndarray:
-        return np.concatenate([np.broadcast_to(values(b), (len(b.proposal_index),)) for b in batches])
+    references = [b.reference for b in batches]
+    if all(r is references[0] for r in references):  # traffic that ignores the ego: one reference evaluation
 
-    proposal_index = np.concatenate([b.proposal_index for b in batches])
-    num = len(proposal_index)
+        def reference_of(values) -> np.ndarray:
+            return np.broadcast_to(values(references[0]), (num,)).copy()
+    else:
+
+        def reference_of(values) -> np.ndarray:
+            return np.concatenate([np.broadcast_to(values(r), (len(b.proposal_index),))
+                                   for b, r in zip(batches, references)])
+
     values = {name: np.concatenate([b.rows.values[name] for b in batches]) for name in batches[0].rows.values}
     progress_m = rows_of("progress_m")
-    ref_progress = reference_of(lambda b: b.reference.progress_m)
-    ref_multiplicative = reference_of(lambda b: b.reference.multiplicative)
+    ref_progress = reference_of(lambda r: r.progress_m)
+    ref_multiplicative = reference_of(lambda r: r.multiplicative)
     multiplicative = (values["no_at_fault_collisions"] * values["drivable_area_compliance"]
                       * values["driving_direction_compliance"] * values["traffic_light_compliance"])
     normalizer = np.maximum(ref_progress * ref_multiplicative, progress_m * multiplicative)
@@ -300,8 +309,7 @@ def _finalise(scene: PreparedScene, batches: list[_Batch], policy: TrafficPolicy
         progress_m=progress_m,
         reference_progress_m=ref_progress,
         reference_multiplicative=ref_multiplicative,
-        reference_metrics={k: reference_of(lambda b, k=k: b.reference.values[k]) for k in
-                           batches[0].reference.values},
+        reference_metrics={k: reference_of(lambda r, k=k: r.values[k]) for k in references[0].values},
         normalizer_m=normalizer,
         flags=rows_of("flags"),
         collision_step=rows_of("collision_step"),

@@ -197,18 +197,37 @@ def _interpolate_kernel(
             out[b, s_idx, 2] = (h + math.pi) % two_pi - math.pi
 
 
-def _interpolate_poses(
-    knots_us: npt.NDArray[np.int64], poses: FloatArray, stamps_us: npt.NDArray[np.int64]
-) -> FloatArray:
-    """Linear interpolation in time of (N, K, 3) poses, heading unwrapped first and wrapped after."""
+def _interpolation_grid(
+    knots_us: npt.NDArray[np.int64], stamps_us: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], FloatArray, FloatArray]:
+    """Per sample stamp: the knot segment it falls in, its offset into it and the segment's length [us]."""
     # nuPlan's InterpolatedTrajectory clips requests to its own span
     stamps = np.clip(stamps_us, knots_us[0], knots_us[-1]).astype(np.float64)
     kt = knots_us.astype(np.float64)
     # scipy interp1d: left-sided search, segment [i-1, i]
     hi = np.clip(np.searchsorted(kt, stamps, side="left"), 1, len(kt) - 1)
     lo = (hi - 1).astype(np.int64)
-    out = np.empty((poses.shape[0], len(stamps), 3), dtype=np.float64)
-    _interpolate_kernel(np.ascontiguousarray(poses), lo, stamps - kt[lo], kt[hi] - kt[lo], out)
+    return lo, stamps - kt[lo], kt[hi] - kt[lo]
+
+
+@functools.lru_cache(maxsize=256)
+def _proposal_grid(
+    time_us: int, num_poses: int, pose_interval_s: float, num_samples: int, sample_interval_s: float
+) -> tuple[npt.NDArray[np.int64], FloatArray, FloatArray]:
+    """``_interpolation_grid`` of a proposal's knots and the 10 Hz stamps; the same for every proposal of a
+    frame, so cached (shared: only ``_interpolate_kernel`` reads it, which never writes to it; left writeable
+    so numba compiles one kernel signature, not a second for read-only arrays)."""
+    return _interpolation_grid(_proposal_knots_us(time_us, num_poses, pose_interval_s),
+                               _sample_stamps_us(time_us, num_samples, sample_interval_s))
+
+
+def _interpolate_poses(
+    grid: tuple[npt.NDArray[np.int64], FloatArray, FloatArray], poses: FloatArray
+) -> FloatArray:
+    """Linear interpolation in time of (N, K, 3) poses on ``grid``, heading unwrapped first and wrapped after."""
+    lo, offset, span = grid
+    out = np.empty((poses.shape[0], len(lo), 3), dtype=np.float64)
+    _interpolate_kernel(np.ascontiguousarray(poses), lo, offset, span, out)
     return out
 
 
@@ -225,14 +244,13 @@ def sample_poses_10hz(
     ``poses_global[:, k]`` is the pose at ``t0 + pose_interval_s*(k+1)``; the ego pose (at ``time_us``) is
     prepended as knot 0.  Returns (N, num_samples, 3) rear-axle poses at the 10 Hz sample stamps.
     """
-    ego = np.asarray(ego_rear_axle, dtype=np.float64)
     poses = np.asarray(poses_global, dtype=np.float64)
     n, k = poses.shape[0], poses.shape[1]
-    knots = _proposal_knots_us(int(time_us), k, float(pose_interval_s))
     full = np.empty((n, k + 1, 3), dtype=np.float64)
-    full[:, 0] = ego
+    full[:, 0] = ego_rear_axle
     full[:, 1:] = poses
-    return _interpolate_poses(knots, full, _sample_stamps_us(int(time_us), num_samples, float(sample_interval_s)))
+    grid = _proposal_grid(int(time_us), k, float(pose_interval_s), num_samples, float(sample_interval_s))
+    return _interpolate_poses(grid, full)
 
 
 def sample_reference_10hz(
@@ -249,8 +267,8 @@ def sample_reference_10hz(
     """
     ref = np.asarray(states, dtype=np.float64)[:, :3]
     knots = int(time_us) + np.rint(np.arange(ref.shape[0]) * (interval_s * 1e6)).astype(np.int64)
-    return _interpolate_poses(knots, ref[None], _sample_stamps_us(int(time_us), num_samples,
-                                                                  float(sample_interval_s)))[0]
+    stamps = _sample_stamps_us(int(time_us), num_samples, float(sample_interval_s))
+    return _interpolate_poses(_interpolation_grid(knots, stamps), ref[None])[0]
 
 
 # ------------------------------------------------------------------------------------------------------------

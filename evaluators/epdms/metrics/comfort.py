@@ -140,9 +140,17 @@ def comfort_flags(states: np.ndarray, time_s: np.ndarray, rear_axle_to_center: f
     One numba pass: per proposal, HC was a chain of ~25 small NumPy calls whose overhead dominated submission
     mode. ``comfort_flags_numpy`` is the NumPy reference it is tested against. ``delta``: ``_time_step(time_s)``
     when the caller has it already."""
-    b = bounds
-    steps = states.shape[1]
     delta = _time_step(time_s) if delta is None else delta
+    acc_op, jerk_op, yaw_rate_op, yaw_accel_op, limits = _kernel_constants(states.shape[1], bounds, float(delta))
+    return _comfort_flags_kernel(np.ascontiguousarray(states, dtype=np.float64), acc_op, jerk_op, yaw_rate_op,
+                                 yaw_accel_op, float(rear_axle_to_center), float(10 ** bounds.decimals), limits)
+
+
+@lru_cache(maxsize=64)
+def _kernel_constants(steps: int, bounds: ComfortBounds, delta: float) -> tuple[np.ndarray, ...]:
+    """The four filter operators and the (6, 2) bounds of ``_comfort_flags_kernel``; every proposal of a
+    frame has the same (cached: rebuilding them was half of HC's time per submission)."""
+    b = bounds
 
     def operator(window: int, poly: int, deriv: int, step: float) -> np.ndarray:
         return _savgol_operator(steps, min(window, steps), poly, deriv, float(step))
@@ -150,12 +158,9 @@ def comfort_flags(states: np.ndarray, time_s: np.ndarray, rear_axle_to_center: f
     limits = np.array([[b.min_lon_accel, b.max_lon_accel], [-b.max_abs_lat_accel, b.max_abs_lat_accel],
                        [-b.max_abs_mag_jerk, b.max_abs_mag_jerk], [-b.max_abs_lon_jerk, b.max_abs_lon_jerk],
                        [-b.max_abs_yaw_accel, b.max_abs_yaw_accel], [-b.max_abs_yaw_rate, b.max_abs_yaw_rate]])
-    return _comfort_flags_kernel(np.ascontiguousarray(states, dtype=np.float64),
-                                 operator(b.accel_window, b.poly_order, 0, 1.0),
-                                 operator(b.jerk_window, b.poly_order, 1, delta),
-                                 operator(b.yaw_window, b.poly_order, 1, delta),
-                                 operator(b.yaw_window, b.yaw_accel_poly_order, 2, delta),
-                                 float(rear_axle_to_center), float(10 ** b.decimals), limits)
+    return (operator(b.accel_window, b.poly_order, 0, 1.0), operator(b.jerk_window, b.poly_order, 1, delta),
+            operator(b.yaw_window, b.poly_order, 1, delta), operator(b.yaw_window, b.yaw_accel_poly_order, 2, delta),
+            limits)
 
 
 def comfort_flags_numpy(states: np.ndarray, time_s: np.ndarray, rear_axle_to_center: float,
