@@ -76,13 +76,15 @@ def _within(values: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 @njit(cache=True, error_model="numpy")
-def _filtered(signal: np.ndarray, operator: np.ndarray, scale: float) -> np.ndarray:
-    """``round(signal @ operator, decimals)`` for one row, with numpy's rounding (x * 10^d, rint, / 10^d)."""
+def _filtered(signal: np.ndarray, operator: np.ndarray, span: np.ndarray, scale: float) -> np.ndarray:
+    """``round(signal @ operator, decimals)`` for one row, with numpy's rounding (x * 10^d, rint, / 10^d).
+    ``span[j]`` = the rows [first, last) where column j of the operator is nonzero: a Savitzky-Golay output
+    depends on one window of inputs, so the sum skips only zero terms (and keeps its order)."""
     n = signal.shape[0]
     out = np.empty(n)
     for j in range(n):
         total = 0.0
-        for i in range(n):
+        for i in range(span[j, 0], span[j, 1]):
             total += signal[i] * operator[i, j]
         out[j] = np.rint(total * scale) / scale
     return out
@@ -97,10 +99,10 @@ def _all_within(values: np.ndarray, low: float, high: float) -> bool:
 
 
 @njit(cache=True, error_model="numpy")
-def _comfort_flags_kernel(states, acc_op, jerk_op, yaw_rate_op, yaw_accel_op, rear_axle_to_center, scale,
+def _comfort_flags_kernel(states, acc_op, jerk_op, yaw_rate_op, yaw_accel_op, spans, rear_axle_to_center, scale,
                           limits):
     """The six HC flags of (R, T, 11) states in one pass per row; ``limits`` (6, 2) open intervals in the order
-    of ``comfort_flags``. Same arithmetic as the NumPy path (term order included); the filter sums run in loop
+    of ``comfort_flags``, ``spans`` (4, T, 2) the operators' nonzero rows per column (see ``_filtered``). Same arithmetic as the NumPy path (term order included); the filter sums run in loop
     order, so values may differ from BLAS in the last bit, far below the 8-decimal rounding that follows."""
     rows, steps = states.shape[0], states.shape[1]
     out = np.empty((rows, 6), dtype=np.bool_)
@@ -122,14 +124,15 @@ def _comfort_flags_kernel(states, acc_op, jerk_op, yaw_rate_op, yaw_accel_op, re
             if t > 0:
                 adjustment += np.rint((states[r, t, 2] - states[r, t - 1, 2]) / two_pi)
             heading[t] = states[r, t, 2] - two_pi * adjustment
-        lon = _filtered(acc_x, acc_op, scale)
+        acc_span, jerk_span, yaw_rate_span, yaw_accel_span = spans[0], spans[1], spans[2], spans[3]
+        lon = _filtered(acc_x, acc_op, acc_span, scale)
         out[r, 0] = _all_within(lon, limits[0, 0], limits[0, 1])
-        out[r, 1] = _all_within(_filtered(acc_y, acc_op, scale), limits[1, 0], limits[1, 1])
-        out[r, 2] = _all_within(_filtered(_filtered(acc_mag, acc_op, scale), jerk_op, scale), limits[2, 0],
-                                limits[2, 1])
-        out[r, 3] = _all_within(_filtered(lon, jerk_op, scale), limits[3, 0], limits[3, 1])
-        out[r, 4] = _all_within(_filtered(heading, yaw_accel_op, scale), limits[4, 0], limits[4, 1])
-        out[r, 5] = _all_within(_filtered(heading, yaw_rate_op, scale), limits[5, 0], limits[5, 1])
+        out[r, 1] = _all_within(_filtered(acc_y, acc_op, acc_span, scale), limits[1, 0], limits[1, 1])
+        out[r, 2] = _all_within(_filtered(_filtered(acc_mag, acc_op, acc_span, scale), jerk_op, jerk_span, scale),
+                                limits[2, 0], limits[2, 1])
+        out[r, 3] = _all_within(_filtered(lon, jerk_op, jerk_span, scale), limits[3, 0], limits[3, 1])
+        out[r, 4] = _all_within(_filtered(heading, yaw_accel_op, yaw_accel_span, scale), limits[4, 0], limits[4, 1])
+        out[r, 5] = _all_within(_filtered(heading, yaw_rate_op, yaw_rate_span, scale), limits[5, 0], limits[5, 1])
     return out
 
 
@@ -141,15 +144,17 @@ def comfort_flags(states: np.ndarray, time_s: np.ndarray, rear_axle_to_center: f
     mode. ``comfort_flags_numpy`` is the NumPy reference it is tested against. ``delta``: ``_time_step(time_s)``
     when the caller has it already."""
     delta = _time_step(time_s) if delta is None else delta
-    acc_op, jerk_op, yaw_rate_op, yaw_accel_op, limits = _kernel_constants(states.shape[1], bounds, float(delta))
+    acc_op, jerk_op, yaw_rate_op, yaw_accel_op, spans, limits = _kernel_constants(states.shape[1], bounds,
+                                                                                  float(delta))
     return _comfort_flags_kernel(np.ascontiguousarray(states, dtype=np.float64), acc_op, jerk_op, yaw_rate_op,
-                                 yaw_accel_op, float(rear_axle_to_center), float(10 ** bounds.decimals), limits)
+                                 yaw_accel_op, spans, float(rear_axle_to_center), float(10 ** bounds.decimals),
+                                 limits)
 
 
 @lru_cache(maxsize=64)
 def _kernel_constants(steps: int, bounds: ComfortBounds, delta: float) -> tuple[np.ndarray, ...]:
-    """The four filter operators and the (6, 2) bounds of ``_comfort_flags_kernel``; every proposal of a
-    frame has the same (cached: rebuilding them was half of HC's time per submission)."""
+    """The four filter operators, their nonzero spans and the (6, 2) bounds of ``_comfort_flags_kernel``; every
+    proposal of a frame has the same (cached: rebuilding them was half of HC's time per submission)."""
     b = bounds
 
     def operator(window: int, poly: int, deriv: int, step: float) -> np.ndarray:
@@ -158,9 +163,16 @@ def _kernel_constants(steps: int, bounds: ComfortBounds, delta: float) -> tuple[
     limits = np.array([[b.min_lon_accel, b.max_lon_accel], [-b.max_abs_lat_accel, b.max_abs_lat_accel],
                        [-b.max_abs_mag_jerk, b.max_abs_mag_jerk], [-b.max_abs_lon_jerk, b.max_abs_lon_jerk],
                        [-b.max_abs_yaw_accel, b.max_abs_yaw_accel], [-b.max_abs_yaw_rate, b.max_abs_yaw_rate]])
-    return (operator(b.accel_window, b.poly_order, 0, 1.0), operator(b.jerk_window, b.poly_order, 1, delta),
-            operator(b.yaw_window, b.poly_order, 1, delta), operator(b.yaw_window, b.yaw_accel_poly_order, 2, delta),
-            limits)
+    operators = (operator(b.accel_window, b.poly_order, 0, 1.0), operator(b.jerk_window, b.poly_order, 1, delta),
+                 operator(b.yaw_window, b.poly_order, 1, delta),
+                 operator(b.yaw_window, b.yaw_accel_poly_order, 2, delta))
+    spans = np.zeros((4, steps, 2), dtype=np.int64)
+    for k, op in enumerate(operators):
+        for j in range(steps):
+            rows = np.flatnonzero(op[:, j])
+            if len(rows):
+                spans[k, j] = rows[0], rows[-1] + 1
+    return operators + (spans, limits)
 
 
 def comfort_flags_numpy(states: np.ndarray, time_s: np.ndarray, rear_axle_to_center: float,
