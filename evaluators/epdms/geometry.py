@@ -283,7 +283,8 @@ _EXTERIOR, _BOUNDARY, _INTERIOR = 0, 1, 2
 def locate_point(px, py, p, bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
                  bucket_items, edges):
     """GEOS ``RayCrossingCounter`` over the polygon's bucketed edges: exterior, boundary or interior."""
-    if px < bbox[p, 0] or px > bbox[p, 2] or py < bbox[p, 1] or py > bbox[p, 3]:
+    # Bitwise ``|``, not ``or``: numba's short-circuit chain here made the whole test 2.5x slower.
+    if (px < bbox[p, 0]) | (px > bbox[p, 2]) | (py < bbox[p, 1]) | (py > bbox[p, 3]):
         return _EXTERIOR
     # In the bucketing frame the ray runs along +u through the point's v; swapping axes mirrors the plane,
     # which the crossing parity does not notice.

@@ -32,51 +32,56 @@ def _ego_area_flags(coords, kinds, origin, cell, states, bbox, swap, bucket_lo, 
     num_rows, num_steps = coords.shape[0], coords.shape[1]
     flags = np.zeros((num_rows, num_steps, 4), dtype=np.bool_)
     num_polygons = kinds.shape[0]
-    cells = np.empty((5, 2), dtype=np.int64)
+    cell_i = np.empty(5, dtype=np.int64)
+    cell_j = np.empty(5, dtype=np.int64)
     for r in range(num_rows):
         for t in range(num_steps):
             for c in range(5):
-                cells[c, 0], cells[c, 1] = cell_of(coords[r, t, c, 0], coords[r, t, c, 1], origin, cell, states)
-            corner_drivable = np.zeros(4, dtype=np.bool_)
+                cell_i[c], cell_j[c] = cell_of(coords[r, t, c, 0], coords[r, t, c, 1], origin, cell, states)
+            drivable_corners = 0  # bit c: corner c is in some drivable polygon
             lanes_touched = 0
             lane_holds_all = False
             center_on_route = False
             center_in_intersection = False
             for p in range(num_polygons):
                 kind = kinds[p]
-                needs_corners = (kind & (KIND_LANE | KIND_DRIVABLE)) != 0
-                needs_center = (kind & (KIND_ON_ROUTE | KIND_INTERSECTION)) != 0
-                if needs_corners:
+                if (kind & (KIND_LANE | KIND_DRIVABLE)) != 0:
                     inside = 0
                     for c in range(4):
-                        if cells[c, 0] < 0:
+                        if cell_i[c] < 0:
                             continue
                         # The grid answers for cells away from the boundary; only the rest need the ray test
                         # (checked here, not in a callee: numba calls with a dozen array arguments are costly).
-                        state = states[p, cells[c, 0], cells[c, 1]]
-                        if state == CELL_INSIDE or (state == CELL_BOUNDARY and point_in_polygon(
-                                coords[r, t, c, 0], coords[r, t, c, 1], p, bbox, swap, bucket_lo, bucket_inv,
-                                bucket_count, bucket_base, bucket_ptr, bucket_items, edges)):
+                        state = states[p, cell_i[c], cell_j[c]]
+                        hit = state == CELL_INSIDE
+                        if state == CELL_BOUNDARY:
+                            hit = point_in_polygon(coords[r, t, c, 0], coords[r, t, c, 1], p, bbox, swap, bucket_lo,
+                                                   bucket_inv, bucket_count, bucket_base, bucket_ptr, bucket_items,
+                                                   edges)
+                        if hit:
                             inside += 1
                             if kind & KIND_DRIVABLE:
-                                corner_drivable[c] = True
+                                drivable_corners |= 1 << c
                     if kind & KIND_LANE:
                         if inside > 0:
                             lanes_touched += 1
                         if inside == 4:
                             lane_holds_all = True
-                if needs_center and not (center_on_route and center_in_intersection):
-                    state = states[p, cells[CENTER, 0], cells[CENTER, 1]] if cells[CENTER, 0] >= 0 else 0
-                    if state == CELL_INSIDE or (state == CELL_BOUNDARY and point_in_polygon(
-                            coords[r, t, CENTER, 0], coords[r, t, CENTER, 1], p, bbox, swap, bucket_lo, bucket_inv,
-                            bucket_count, bucket_base, bucket_ptr, bucket_items, edges)):
+                if (kind & (KIND_ON_ROUTE | KIND_INTERSECTION)) != 0 and not (center_on_route
+                                                                            and center_in_intersection):
+                    state = states[p, cell_i[CENTER], cell_j[CENTER]] if cell_i[CENTER] >= 0 else 0
+                    hit = state == CELL_INSIDE
+                    if state == CELL_BOUNDARY:
+                        hit = point_in_polygon(coords[r, t, CENTER, 0], coords[r, t, CENTER, 1], p, bbox, swap,
+                                               bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr,
+                                               bucket_items, edges)
+                    if hit:
                         if kind & KIND_ON_ROUTE:
                             center_on_route = True
                         if kind & KIND_INTERSECTION:
                             center_in_intersection = True
             flags[r, t, MULTIPLE_LANES] = lanes_touched > 1 and not lane_holds_all
-            flags[r, t, NON_DRIVABLE] = not (corner_drivable[0] and corner_drivable[1] and corner_drivable[2]
-                                             and corner_drivable[3])
+            flags[r, t, NON_DRIVABLE] = drivable_corners != 0b1111
             flags[r, t, ONCOMING] = not center_on_route
             flags[r, t, CENTER_IN_INTERSECTION] = center_in_intersection
     return flags
