@@ -7,7 +7,11 @@ holds a number with a meaning.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
 
 # Bump when any score can change for the same input; stored in every result and checked by comparisons.
 SCORER_VERSION = "epdms-navsim2@0a380a9/irlvla-1"
@@ -124,18 +128,34 @@ class EPDMSConfig:
     def weighted_metrics_array(self) -> tuple[float, float, float, float, float]:
         return self.single_frame_weights + (self.extended_comfort_weight,)
 
-    @property
-    def ttc_offsets(self) -> tuple[int, ...]:
-        return tuple(range(0, int(self.ttc_horizon_s * 10), self.ttc_step))
+    # Derived constants are cached on the (frozen) instance: the per-proposal path reads them for every row.
 
-    @property
+    @cached_property
+    def ttc_offsets(self) -> np.ndarray:
+        """Steps of the TTC projections (0, 3, 6, 9), int64, read-only."""
+        offsets = np.arange(0, int(self.ttc_horizon_s * 10), self.ttc_step, dtype=np.int64)
+        offsets.flags.writeable = False
+        return offsets
+
+    @cached_property
+    def ttc_last_step(self) -> int:
+        """The last step from which every TTC projection still lands on a simulated state."""
+        return self.num_poses - int(self.ttc_offsets.max())
+
+    @cached_property
+    def agent_ahead_rad(self) -> float:
+        return float(np.deg2rad(self.agent_ahead_deg))
+
+    @cached_property
+    def agent_behind_rad(self) -> float:
+        return float(np.deg2rad(self.agent_behind_deg))
+
+    @cached_property
     def driving_direction_window(self) -> int:
         return int(self.driving_direction_horizon_s / self.interval_s)
 
-    @property
+    @cached_property
     def lane_keeping_steps(self) -> int:
-        import math
-
         return int(math.ceil(self.lane_keeping_horizon_s / self.interval_s))
 
 

@@ -41,6 +41,7 @@ class PreparedScene:
     case: ScoringCase
     config: EPDMSConfig
     vehicle: VehicleParameters
+    ego_radius: float  # half diagonal of the ego box: the collision checks' broad phase
     drivable: PolygonSet
     drivable_grid: CellGrid
     drivable_kinds: np.ndarray  # (P,) int64 bit flags
@@ -90,6 +91,7 @@ def prepare_scene(case: ScoringCase, config: EPDMSConfig) -> PreparedScene:
         case=case,
         config=config,
         vehicle=case.vehicle,
+        ego_radius=float(np.hypot(case.vehicle.half_length, case.vehicle.half_width)),
         drivable=drivable,
         drivable_grid=CellGrid.build(drivable),
         drivable_kinds=np.asarray(kinds, dtype=np.int64),

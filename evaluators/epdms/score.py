@@ -112,11 +112,11 @@ def evaluate_rows(scene: PreparedScene, states: np.ndarray, observation: Observa
     coords = ego_coordinates(states, vehicle)
     drivable = scene.drivable.arrays
     flags = ego_area_flags(coords, scene.drivable_kinds, *scene.drivable_grid.arrays, *drivable)
-    ego_radius = float(np.hypot(vehicle.half_length, vehicle.half_width))
+    ego_radius = scene.ego_radius
     obs = (observation.corners, observation.centers, observation.radius, observation.present)
     nc, collision_step = no_at_fault_collisions(
         states, coords, flags, obs_index, *obs, observation.is_agent, observation.first_stopped, ego_radius,
-        cfg.collision_stopped_speed, np.deg2rad(cfg.agent_behind_deg), cfg.static_collision_score,
+        cfg.collision_stopped_speed, cfg.agent_behind_rad, cfg.static_collision_score,
     )
     red = scene.red_lights
     values = {
@@ -129,11 +129,9 @@ def evaluate_rows(scene: PreparedScene, states: np.ndarray, observation: Observa
     num_rows = states.shape[0]
     ttc_step = np.full(num_rows, np.inf)
     if with_weighted:
-        offsets = np.asarray(cfg.ttc_offsets, dtype=np.int64)
-        last_step = cfg.num_poses - int(offsets.max())
         values["time_to_collision_within_bound"], ttc_step = time_to_collision(
-            states, coords, flags, obs_index, *obs, offsets, cfg.interval_s, last_step, ego_radius,
-            cfg.ttc_stopped_speed, np.deg2rad(cfg.agent_ahead_deg), np.deg2rad(cfg.agent_behind_deg),
+            states, coords, flags, obs_index, *obs, cfg.ttc_offsets, cfg.interval_s, cfg.ttc_last_step, ego_radius,
+            cfg.ttc_stopped_speed, cfg.agent_ahead_rad, cfg.agent_behind_rad,
             scene.drivable_kinds, *drivable,
         )
         values["lane_keeping"] = lane_keeping(coords, flags, cfg.lane_keeping_steps, *scene.centerline_index.arrays)
