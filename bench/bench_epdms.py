@@ -7,7 +7,7 @@ labelling mode (one scene, N proposals in one call), both with log-replay and wi
 the first-call cost of a fresh process with an empty and with a warm numba cache. Reference: NAVSIM's own
 scorer on this machine, ~40 ms per proposal with log replay (60 ms with the human filter) and ~70 ms with its
 reactive IDM traffic (117 ms with the human filter, which re-simulates the traffic for the human trajectory).
-Times are CPU time of this process (the machine may be shared), per proposal.
+Times are CPU time of this process per proposal, the fastest of three passes (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -49,11 +49,14 @@ def _submission_ms(cases, traffic: str) -> tuple[float, int]:
     from evaluators.epdms import score_frame
 
     score_frame(cases[0], mode="submission", traffic=traffic)  # compile / load the numba cache outside the timings
-    count, start = 0, time.process_time()
-    for case in cases:
-        score_frame(case, mode="submission", traffic=traffic)
-        count += len(case.proposals)
-    return (time.process_time() - start) / count * 1e3, count
+    count = sum(len(case.proposals) for case in cases)
+    timings = []
+    for _ in range(3):  # the fastest of three passes: the machine may be shared
+        start = time.process_time()
+        for case in cases:
+            score_frame(case, mode="submission", traffic=traffic)
+        timings.append(time.process_time() - start)
+    return min(timings) / count * 1e3, count
 
 
 def _labelling_s(case, num: int, traffic: str) -> float:
