@@ -60,7 +60,7 @@ def test_a_short_run_writes_log_checkpoints_and_summary():
 _KILL_SCRIPT = """
 import sys
 from dataclasses import replace
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {root!r}]  # the project itself, installed or not
 from test_vla_fixtures import tiny_config
 from agents.vla.train import train
 cfg = tiny_config()
@@ -77,7 +77,7 @@ def test_killed_training_resumes_with_the_same_losses(tmp_path):
 
     out = tmp_path / "killed"
     script = tmp_path / "run.py"
-    script.write_text(_KILL_SCRIPT.format(tests=str(TESTS), world=str(vla_world()), out=str(out),
+    script.write_text(_KILL_SCRIPT.format(tests=str(TESTS), root=str(ROOT), world=str(vla_world()), out=str(out),
                                           cache=str(sample_cache())))
     proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -124,7 +124,7 @@ def _free_port() -> int:
 
 _DDP_SCRIPT = """
 import sys
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {root!r}]  # the project itself, installed or not
 from test_vla_fixtures import tiny_config
 from agents.vla.train import train
 train({world!r}, "navtrain", tiny_config(), {out!r}, cache_dir={cache!r}, progress=False, max_steps=3)
