@@ -27,8 +27,9 @@ from irlvla_bench.io.scoring_case import parse_case
 from irlvla_bench.types import MapLayer
 
 
-# NAVSIM's result at exact ties depends on the last bits of its arithmetic (README "Known limits"); our ego
-# states are 1e-11 m from NAVSIM's, so these ties can fall the other way. Each was checked: 1e-11 m of noise on
+# NAVSIM's result at exact ties depends on the last bits of its arithmetic, which depend on its NumPy build
+# (numpy 1.23's SVML trigonometry; README "Known limits"); our ego states are 1e-11 m from NAVSIM's, so these
+# ties can fall the other way. Each was checked: 1e-11 m of noise on
 # the ego position flips the decision in 12-16 % of draws. TTC ties: an IDM agent drives exactly on the ego's
 # heading line (both on the lane centre), NAVSIM takes arccos of a dot product that rounds to 1 + 2^-52 (NaN:
 # the agent is dropped) or to 1 (the agent is ahead). DDC ties: the ego drives exactly on a lane border (the
