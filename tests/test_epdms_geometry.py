@@ -94,6 +94,8 @@ def test_polygon_set_layout():
     assert len(polygon_set.bucket_ptr) == 6 and polygon_set.bucket_ptr[-1] == len(polygon_set.bucket_items)
     empty = PolygonSet.build([])
     assert len(empty) == 0 and empty.edges.shape == (0, 4) and empty.bucket_ptr.tolist() == [0]
+    with pytest.raises(ValueError, match="3 points"):
+        PolygonSet.build([(square, [square[:2]])])
 
 
 def _ego_coordinates_numpy(states, vehicle):

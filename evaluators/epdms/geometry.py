@@ -107,6 +107,8 @@ class PolygonSet:
         """``polygons`` = [(exterior (K, 2), [hole (K, 2), ...]), ...], rings open or closed."""
         rings = [np.asarray(ring, dtype=np.float64)[:, :2] for exterior, holes in polygons
                  for ring in (exterior, *holes)]
+        if any(len(ring) < 3 for ring in rings):  # the kernel reads each ring's first and last point unchecked
+            raise ValueError("PolygonSet: every ring needs at least 3 points")
         ring_ptr = np.zeros(len(rings) + 1, dtype=np.int64)
         np.cumsum([len(r) for r in rings], out=ring_ptr[1:])
         polygon_ring_ptr = np.zeros(len(polygons) + 1, dtype=np.int64)
