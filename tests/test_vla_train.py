@@ -134,7 +134,7 @@ train({world!r}, "navtrain", tiny_config(), {out!r}, cache_dir={cache!r}, progre
 def test_two_process_torchrun_on_cpu(tmp_path):  # ~15 s: two interpreters importing torch
     out = tmp_path / "ddp"
     script = tmp_path / "ddp.py"
-    script.write_text(_DDP_SCRIPT.format(tests=str(TESTS), world=str(vla_world()), out=str(out),
+    script.write_text(_DDP_SCRIPT.format(tests=str(TESTS), root=str(ROOT), world=str(vla_world()), out=str(out),
                                          cache=str(sample_cache())))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
