@@ -31,10 +31,13 @@ def _polygons(seed):
         outer = _star(rng, centre, rng.uniform(10, 30), int(rng.integers(3, 60)))
         if rng.random() < 0.5:
             outer = outer * np.array([rng.uniform(1, 8), 1.0]) - centre * np.array([rng.uniform(1, 8) - 1, 0.0])
+        if not shapely.Polygon(outer).is_valid:  # a star whose points span less than a half-turn can cross
+            continue
         holes = []
         for _ in range(int(rng.integers(0, 3))):
             hole = _star(rng, centre + rng.uniform(-2, 2, 2), rng.uniform(1, 4), int(rng.integers(3, 12)))
-            if shapely.Polygon(outer).is_valid and shapely.Polygon(outer).contains(shapely.Polygon(hole)):
+            # Only valid polygons (holes inside and apart): shapely's answer is undefined for invalid ones.
+            if shapely.Polygon(outer, holes + [hole]).is_valid:
                 holes.append(hole)
         rings = [outer] + holes
         rings = [np.vstack([r, r[:1]]) if rng.random() < 0.5 else r for r in rings]
@@ -125,3 +128,23 @@ def test_ego_corners_round_like_navsims_numpy_arithmetic():
     states[:4, :, 2] = np.array([0.0, np.pi / 2, -np.pi, np.pi])[:, None]  # axis-aligned: exact cancellations
     vehicle = PACIFICA
     assert np.array_equal(ego_coordinates(states, vehicle), _ego_coordinates_numpy(states, vehicle))
+
+
+def test_object_box_corners_round_like_the_numpy_formula():
+    from evaluators.epdms.traffic.base import box_corners
+
+    rng = np.random.default_rng(4)
+    boxes = np.zeros((7, 41, 9, 6))
+    boxes[..., :2] = OFFSET + rng.uniform(-300, 300, (7, 41, 9, 2))
+    boxes[..., 2] = rng.uniform(-4 * np.pi, 4 * np.pi, (7, 41, 9))
+    boxes[..., 3:5] = rng.uniform(0.3, 20.0, (7, 41, 9, 2))
+    boxes[0, :, 0, 2] = 0.0
+    x, y, h = boxes[..., 0], boxes[..., 1], boxes[..., 2]
+    half_l, half_w = boxes[..., 3] / 2.0, boxes[..., 4] / 2.0
+    c, s = np.cos(h), np.sin(h)
+    expected = np.empty(boxes.shape[:-1] + (4, 2))
+    for i, (lon, lat) in enumerate(((1, 1), (-1, 1), (-1, -1), (1, -1))):
+        expected[..., i, 0] = x + lon * half_l * c - lat * half_w * s
+        expected[..., i, 1] = y + lon * half_l * s + lat * half_w * c
+    assert np.array_equal(box_corners(boxes), expected)
+    assert box_corners(boxes[:, :, :0]).shape == (7, 41, 0, 4, 2)
