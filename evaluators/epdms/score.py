@@ -30,7 +30,7 @@ from evaluators.epdms.metrics.progress import normalized_progress, raw_progress
 from evaluators.epdms.metrics.traffic_lights import traffic_light_compliance
 from evaluators.epdms.scene import PreparedScene, prepare_scene
 from evaluators.epdms.traffic import Observation, TrafficPolicy, get_policy
-from irlvla_bench.types import StateIndex, ScoringCase
+from irlvla_bench.types import ScoringCase
 
 MODES = ("submission", "labelling")
 # Reactive traffic gives every row its own observation (41 frames x objects x box); labelling mode scores such
