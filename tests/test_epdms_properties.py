@@ -90,7 +90,7 @@ def test_history_comfort_kernel_equals_the_numpy_steps(seed, rows, steps, scale)
     """The numba HC kernel against NAVSIM's steps written in NumPy, on random state sequences from smooth to
     violent (near-bound values included: the flags must agree, not only the filtered signals)."""
     from evaluators.epdms.config import NAVSIM_V2
-    from evaluators.epdms.metrics.comfort import comfort_flags, comfort_flags_numpy
+    from evaluators.epdms.metrics.comfort import comfort_flags, comfort_flags_numpy, time_step
     from irlvla_bench.types import StateIndex
 
     rng = np.random.default_rng(seed)
@@ -102,4 +102,4 @@ def test_history_comfort_kernel_equals_the_numpy_steps(seed, rows, steps, scale)
     states[..., StateIndex.ANGULAR_ACCELERATION] = rng.normal(0.0, 0.3 * scale, (rows, steps))
     time_s = np.arange(steps) * 0.1
     expected = comfort_flags_numpy(states, time_s, 1.461, NAVSIM_V2.comfort)
-    np.testing.assert_array_equal(comfort_flags(states, time_s, 1.461, NAVSIM_V2.comfort), expected)
+    np.testing.assert_array_equal(comfort_flags(states, time_step(time_s), 1.461, NAVSIM_V2.comfort), expected)

@@ -77,11 +77,10 @@ class SceneSet:
     cases: list[ScoringCase]
     features: SceneFeatures  # slim (agents.rl.ppo.FEATURE_FIELDS), one row per token
     agent_inputs: list | None = None  # kept only when asked (the RWM's sensors / il encoders read them)
+    pairs: dict[str, str] | None = None  # token -> previous token where the split pairs them (navhard)
 
     def __len__(self) -> int:
         return len(self.tokens)
-
-    pairs: dict[str, str] | None = None  # token -> previous token where the split pairs them (navhard)
 
     @property
     def previous(self) -> np.ndarray:

@@ -26,12 +26,33 @@ from numba import njit
 
 def build_buckets(lo_values: np.ndarray, hi_values: np.ndarray, lo: float, hi: float, num_buckets: int):
     """CSR lists of the items whose [lo_values, hi_values] span overlaps each of ``num_buckets`` equal buckets."""
-    width = (hi - lo) / num_buckets if hi > lo else 1.0
-    inv = 1.0 / width
-    first = np.clip(np.floor((lo_values - lo) * inv).astype(np.int64), 0, num_buckets - 1)
-    last = np.clip(np.floor((hi_values - lo) * inv).astype(np.int64), 0, num_buckets - 1)
+    inv = _bucket_inv(lo, hi, num_buckets)
+    first, last = _bucket_spans(np.asarray(lo_values, dtype=np.float64), np.asarray(hi_values, dtype=np.float64),
+                                lo, inv, num_buckets)
     ptr, items = _bucket_lists(first, last, num_buckets)
     return inv, ptr, items
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _bucket_inv(lo, hi, num_buckets):
+    """1 / the bucket width of [lo, hi] cut into ``num_buckets`` (width 1 when the span is empty)."""
+    return 1.0 / ((hi - lo) / num_buckets if hi > lo else 1.0)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _clamped_bucket(value, lo, inv, num_buckets):
+    """The bucket of a span end: floor, then clipped to the buckets."""
+    return min(max(int(np.floor((value - lo) * inv)), 0), num_buckets - 1)
+
+
+@njit(cache=True, error_model="numpy")
+def _bucket_spans(lo_values, hi_values, lo, inv, num_buckets):
+    first = np.empty(lo_values.shape[0], dtype=np.int64)
+    last = np.empty(lo_values.shape[0], dtype=np.int64)
+    for i in range(lo_values.shape[0]):
+        first[i] = _clamped_bucket(lo_values[i], lo, inv, num_buckets)
+        last[i] = _clamped_bucket(hi_values[i], lo, inv, num_buckets)
+    return first, last
 
 
 @njit(cache=True, error_model="numpy")
@@ -131,11 +152,13 @@ def _build_polygon_set(points, ring_ptr, polygon_ring_ptr):
     bucket_base = np.zeros(n, dtype=np.int64)
     edge_ptr = np.zeros(n + 1, dtype=np.int64)
     # A ring of K points has K edges when open (closed here) and K - 1 when its last point repeats the first.
+    num_rings = ring_ptr.shape[0] - 1
+    closed = np.empty(num_rings, dtype=np.bool_)
     num_edges = 0
-    for k in range(ring_ptr.shape[0] - 1):
+    for k in range(num_rings):
         a, b = ring_ptr[k], ring_ptr[k + 1] - 1
-        closed = points[a, 0] == points[b, 0] and points[a, 1] == points[b, 1]
-        num_edges += (b - a) if closed else (b - a + 1)
+        closed[k] = points[a, 0] == points[b, 0] and points[a, 1] == points[b, 1]
+        num_edges += (b - a) if closed[k] else (b - a + 1)
     edges = np.empty((num_edges, 4))
     for p in range(n):
         e = edge_ptr[p]
@@ -145,7 +168,7 @@ def _build_polygon_set(points, ring_ptr, polygon_ring_ptr):
                 edges[e, 0], edges[e, 1], edges[e, 2], edges[e, 3] = (points[i, 0], points[i, 1], points[i + 1, 0],
                                                                       points[i + 1, 1])
                 e += 1
-            if not (points[a, 0] == points[b, 0] and points[a, 1] == points[b, 1]):
+            if not closed[k]:
                 edges[e, 0], edges[e, 1], edges[e, 2], edges[e, 3] = points[b, 0], points[b, 1], points[a, 0], points[a, 1]
                 e += 1
         edge_ptr[p + 1] = e
@@ -169,19 +192,13 @@ def _build_polygon_set(points, ring_ptr, polygon_ring_ptr):
             lo = min(lo, edges[i, 1], edges[i, 3])
             hi = max(hi, edges[i, 1], edges[i, 3])
         count = bucket_count[p]
-        inv = 1.0 / ((hi - lo) / count if hi > lo else 1.0)
+        inv = _bucket_inv(lo, hi, count)
         bucket_lo[p], bucket_inv[p] = lo, inv
         for i in range(edge_ptr[p], edge_ptr[p + 1]):
             first[i] = bucket_base[p] + _clamped_bucket(min(edges[i, 1], edges[i, 3]), lo, inv, count)
             last[i] = bucket_base[p] + _clamped_bucket(max(edges[i, 1], edges[i, 3]), lo, inv, count)
     bucket_ptr, bucket_items = _bucket_lists(first, last, total_buckets)
     return bbox, swap, bucket_lo, bucket_inv, bucket_count, bucket_base, bucket_ptr, bucket_items, edges, edge_ptr
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _clamped_bucket(value, lo, inv, num_buckets):
-    """``build_buckets``'s bucket of a span end: floor, then clipped to the buckets."""
-    return min(max(int(np.floor((value - lo) * inv)), 0), num_buckets - 1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -383,6 +400,18 @@ def point_in_convex_quad(px, py, quad):
     return True
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _projection_range(poly, n, nx, ny):
+    """(min, max) of the first ``n`` vertices of ``poly`` projected on the axis (nx, ny)."""
+    lo = np.inf
+    hi = -np.inf
+    for k in range(n):
+        v = nx * poly[k, 0] + ny * poly[k, 1]
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo, hi
+
+
 @njit(cache=True, error_model="numpy")
 def convex_intersect(p, np_, q, nq):
     """Two convex polygons share a point (separating axes; touching counts, as shapely ``intersects``)."""
@@ -393,18 +422,8 @@ def convex_intersect(p, np_, q, nq):
             j = i + 1 if i + 1 < na else 0
             nx = a[i, 1] - a[j, 1]
             ny = a[j, 0] - a[i, 0]
-            min_p = np.inf
-            max_p = -np.inf
-            for k in range(np_):
-                v = nx * p[k, 0] + ny * p[k, 1]
-                min_p = min(min_p, v)
-                max_p = max(max_p, v)
-            min_q = np.inf
-            max_q = -np.inf
-            for k in range(nq):
-                v = nx * q[k, 0] + ny * q[k, 1]
-                min_q = min(min_q, v)
-                max_q = max(max_q, v)
+            min_p, max_p = _projection_range(p, np_, nx, ny)
+            min_q, max_q = _projection_range(q, nq, nx, ny)
             if max_p < min_q or max_q < min_p:
                 return False
     return True

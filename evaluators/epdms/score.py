@@ -252,15 +252,13 @@ def _finalise(scene: PreparedScene, batches: list[_Batch], policy: TrafficPolicy
         return np.concatenate([getattr(b.rows, field) for b in batches])
 
     references = [b.reference for b in batches]
-    if all(r is references[0] for r in references):  # traffic that ignores the ego: one reference evaluation
+    shared_reference = all(r is references[0] for r in references)  # traffic that ignores the ego
 
-        def reference_of(values) -> np.ndarray:
+    def reference_of(values) -> np.ndarray:
+        if shared_reference:
             return np.broadcast_to(values(references[0]), (num,)).copy()
-    else:
-
-        def reference_of(values) -> np.ndarray:
-            return np.concatenate([np.broadcast_to(values(r), (len(b.proposal_index),))
-                                   for b, r in zip(batches, references)])
+        return np.concatenate([np.broadcast_to(values(r), (len(b.proposal_index),))
+                               for b, r in zip(batches, references)])
 
     values = {name: np.concatenate([b.rows.values[name] for b in batches]) for name in batches[0].rows.values}
     progress_m = rows_of("progress_m")

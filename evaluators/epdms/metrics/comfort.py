@@ -48,13 +48,14 @@ def _acceleration(states: np.ndarray, coordinate: str, rear_axle_to_center: floa
     return np.round(acc, bounds.decimals)
 
 
-def _time_step(time_s: np.ndarray) -> float:
+def time_step(time_s: np.ndarray) -> float:
+    """The filters' sampling step: the mean of the time differences, as NAVSIM computes it."""
     return float(np.diff(time_s).mean())
 
 
 def _jerk(states, coordinate, time_s, rear_axle_to_center, bounds: ComfortBounds):
     acc = _acceleration(states, coordinate, rear_axle_to_center, bounds)
-    jerk = _savgol(acc, bounds.jerk_window, bounds.poly_order, deriv=1, delta=_time_step(time_s))
+    jerk = _savgol(acc, bounds.jerk_window, bounds.poly_order, deriv=1, delta=time_step(time_s))
     return np.round(jerk, bounds.decimals)
 
 
@@ -67,7 +68,7 @@ def _phase_unwrap(headings: np.ndarray) -> np.ndarray:
 
 def _yaw_derivative(states, time_s, deriv: int, poly: int, bounds: ComfortBounds):
     heading = _phase_unwrap(states[..., StateIndex.HEADING])
-    rate = _savgol(heading, bounds.yaw_window, poly, deriv=deriv, delta=_time_step(time_s))
+    rate = _savgol(heading, bounds.yaw_window, poly, deriv=deriv, delta=time_step(time_s))
     return np.round(rate, bounds.decimals)
 
 
@@ -102,8 +103,9 @@ def _all_within(values: np.ndarray, low: float, high: float) -> bool:
 def _comfort_flags_kernel(states, acc_op, jerk_op, yaw_rate_op, yaw_accel_op, spans, rear_axle_to_center, scale,
                           limits):
     """The six HC flags of (R, T, 11) states in one pass per row; ``limits`` (6, 2) open intervals in the order
-    of ``comfort_flags``, ``spans`` (4, T, 2) the operators' nonzero rows per column (see ``_filtered``). Same arithmetic as the NumPy path (term order included); the filter sums run in loop
-    order, so values may differ from BLAS in the last bit, far below the 8-decimal rounding that follows."""
+    of ``comfort_flags``, ``spans`` (4, T, 2) the operators' nonzero rows per column (see ``_filtered``). Same
+    arithmetic as the NumPy path (term order included); the filter sums run in loop order, so values may differ
+    from BLAS in the last bit, far below the 8-decimal rounding that follows."""
     rows, steps = states.shape[0], states.shape[1]
     out = np.empty((rows, 6), dtype=np.bool_)
     two_pi = 2.0 * np.pi
@@ -136,16 +138,15 @@ def _comfort_flags_kernel(states, acc_op, jerk_op, yaw_rate_op, yaw_accel_op, sp
     return out
 
 
-def comfort_flags(states: np.ndarray, time_s: np.ndarray, rear_axle_to_center: float,
-                  bounds: ComfortBounds, delta: float | None = None) -> np.ndarray:
-    """(R, T, 11) states -> (R, 6) within-bound flags (lon accel, lat accel, jerk, lon jerk, yaw accel, yaw rate).
+def comfort_flags(states: np.ndarray, time_step_s: float, rear_axle_to_center: float,
+                  bounds: ComfortBounds) -> np.ndarray:
+    """(R, T, 11) states sampled every ``time_step_s`` (``time_step`` of their stamps) -> (R, 6) within-bound
+    flags (lon accel, lat accel, jerk, lon jerk, yaw accel, yaw rate).
 
     One numba pass: per proposal, HC was a chain of ~25 small NumPy calls whose overhead dominated submission
-    mode. ``comfort_flags_numpy`` is the NumPy reference it is tested against. ``delta``: ``_time_step(time_s)``
-    when the caller has it already."""
-    delta = _time_step(time_s) if delta is None else delta
+    mode. ``comfort_flags_numpy`` is the NumPy reference it is tested against."""
     acc_op, jerk_op, yaw_rate_op, yaw_accel_op, spans, limits = _kernel_constants(states.shape[1], bounds,
-                                                                                  float(delta))
+                                                                                  float(time_step_s))
     return _comfort_flags_kernel(np.ascontiguousarray(states, dtype=np.float64), acc_op, jerk_op, yaw_rate_op,
                                  yaw_accel_op, spans, float(rear_axle_to_center), float(10 ** bounds.decimals),
                                  limits)
@@ -199,17 +200,15 @@ def history_comfort(states: np.ndarray, history: np.ndarray | None, interval_s: 
     if history is None:
         return np.ones(states.shape[0])
     padded = np.concatenate([np.broadcast_to(history, (states.shape[0],) + history.shape), states], axis=1)
-    time_s, delta = _uniform_times(padded.shape[1], float(interval_s))
-    return comfort_flags(padded, time_s, rear_axle_to_center, bounds, delta).all(axis=-1).astype(np.float64)
+    return comfort_flags(padded, _uniform_time_step(padded.shape[1], float(interval_s)), rear_axle_to_center,
+                         bounds).all(axis=-1).astype(np.float64)
 
 
 @lru_cache(maxsize=64)
-def _uniform_times(steps: int, interval_s: float) -> tuple[np.ndarray, float]:
-    """Time stamps of ``steps`` equally spaced states and their mean step, as NAVSIM computes it (cached
-    read-only: every proposal of a frame has the same)."""
-    time_s = np.arange(0, steps).astype(np.float64) * interval_s
-    time_s.flags.writeable = False
-    return time_s, _time_step(time_s)
+def _uniform_time_step(steps: int, interval_s: float) -> float:
+    """``time_step`` of ``steps`` equally spaced stamps, as NAVSIM computes it (cached: every proposal of a frame
+    has the same)."""
+    return time_step(np.arange(0, steps).astype(np.float64) * interval_s)
 
 
 def _rms(values: np.ndarray) -> np.ndarray:

@@ -316,37 +316,24 @@ def nearest_pose(line, px, py, lookahead):
 
 
 @njit(cache=True, error_model="numpy")
-def first_not_less(values, n, x):
-    """First index i < n of sorted ``values`` with values[i] >= x, or n (a left-sided search)."""
+def search_sorted(values, n, x, right):
+    """``np.searchsorted(values[:n], x, side)`` for sorted ``values``: the first index i < n with values[i] >= x
+    (left), or with values[i] > x (right; np.argwhere(values > x)[0]), or n."""
     lo = 0
     hi = n
     while lo < hi:
         mid = (lo + hi) // 2
-        if values[mid] < x:
+        if (not values[mid] > x) if right else values[mid] < x:
             lo = mid + 1
         else:
             hi = mid
-    return lo
-
-
-@njit(cache=True, error_model="numpy")
-def first_greater(values, n, x):
-    """First index i < n of sorted ``values`` with values[i] > x, or n (np.argwhere(values > x)[0])."""
-    lo = 0
-    hi = n
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if values[mid] > x:
-            hi = mid
-        else:
-            lo = mid + 1
     return lo
 
 
 @njit(cache=True, error_model="numpy")
 def path_segment_of(progress, n, s):
     """scipy ``interp1d``'s segment for ``s``: left-sided search, clipped to [1, n-1]; returns its lower index."""
-    return min(max(first_not_less(progress, n, s), 1), n - 1) - 1
+    return min(max(search_sorted(progress, n, s, False), 1), n - 1) - 1
 
 
 @njit(cache=True, error_model="numpy")

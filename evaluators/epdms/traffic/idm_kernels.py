@@ -38,13 +38,12 @@ from evaluators.epdms.geometry import convex_intersect
 from evaluators.epdms.traffic.idm_geometry import (
     box_corners_into,
     clip_behind,
-    first_greater,
-    first_not_less,
     inside_offsets_intersect,
     partial_quad_into,
     path_state,
     point_segment_distance,
     principal_value,
+    search_sorted,
     segment_quad_into,
 )
 
@@ -389,7 +388,7 @@ def _corridor(xy, quads, cut, turn, n, s, bounded, ax, ay, half_width, cpts, ccn
               quad_b, scratch):
     """The agent's corridor: nuPlan's ``trim_path_up_to_progress`` buffered by half its width. Fills its own
     pieces (``cpts`` / ``ccnt`` / ``cbox``) and returns (their number, static range lo, hi, static piece to skip)."""
-    k1 = first_greater(s, n, bounded)
+    k1 = search_sorted(s, n, bounded, True)
     if k1 >= n:  # nothing ahead: the path's last two points
         segment_quad_into(xy[n - 2, 0], xy[n - 2, 1], xy[n - 1, 0], xy[n - 1, 1], half_width, own[0])
         own_cnt[0] = 4
@@ -601,8 +600,8 @@ def _footprint(path_xy, path_s, path_h, n, a, progress, velocity, length, width,
     enum[a] = 0
     start = max(first, min(progress - length / 2, last))
     end = max(first, min(progress + length / 2 + velocity * headway, last))
-    front = first_greater(s, n, start)
-    tail = first_not_less(s, n, end) - 1  # last index with s < end, or -1
+    front = search_sorted(s, n, start, True)
+    tail = search_sorted(s, n, end, False) - 1  # last index with s < end, or -1
     if front >= n:  # nuPlan returns the path's last two points
         segment_quad_into(xy[n - 2, 0], xy[n - 2, 1], xy[n - 1, 0], xy[n - 1, 1], half_width, quad_a)
         _push(epts, ecnt, ebox, enum, a, quad_a, 4)
