@@ -434,9 +434,7 @@ def mapping_scores_from_rows(rows: pd.DataFrame, mappings: Sequence[StageMapping
         tokens = [mapping.now, mapping.prev, *(t for pair in mapping.second_stage for t in pair)]
         if any(t not in table for t in tokens):
             continue
-        m = mapping_score(mapping, table, ("score",))
-        records.append({"now": m.now, "prev": m.prev, "score": m.columns["score"],
-                        "stage_one_score": m.stage_one["score"], "stage_two_score": m.stage_two["score"]})
+        records.append(mapping_score(mapping, table, ("score",)).score_record())
     return pd.DataFrame.from_records(records, columns=list(MAPPING_FIELDS))
 
 

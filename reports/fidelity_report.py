@@ -25,7 +25,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from evaluators.epdms.score import SUB_METRICS
+from evaluators.epdms.score import MULTIPLICATIVE, SUB_METRICS
 from irlvla_bench.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from irlvla_bench.labelling.epdms import epdms
 from reports import fidelity as fm
@@ -38,8 +38,7 @@ SHORT = {"no_at_fault_collisions": "NC", "drivable_area_compliance": "DAC", "dri
          "lane_keeping": "LK", "history_comfort": "HC", EC: "EC", "epdms": "EPDMS"}
 TARGETS = {"auroc_min": 0.95, "epdms_spearman_min": 0.85, "top1_regret_max_points": 3.0}
 PRED = "pred_"
-GATES = ("no_at_fault_collisions", "drivable_area_compliance", "driving_direction_compliance",
-         "traffic_light_compliance")
+RANK_KS = (1, 5, 10)
 
 
 def plugin_epdms(table: pd.DataFrame) -> np.ndarray:
@@ -51,11 +50,10 @@ def plugin_epdms(table: pd.DataFrame) -> np.ndarray:
     reward PPO uses) is the right score for picking one candidate (it weighs the risk of each gate); the plug-in
     one reproduces the gates' ties, so it is the one to correlate with the exact score across candidates."""
     gated = {m: table[PRED + m].to_numpy(dtype=float) for m in SUB_METRICS}
-    for m in GATES:
+    for m in MULTIPLICATIVE:
         value = gated[m]
         gated[m] = np.round(value * 2.0) / 2.0 if m in THREE_CLASS else (value >= 0.5).astype(float)
     return epdms(gated, table[PRED + EC].to_numpy(dtype=float))
-RANK_KS = (1, 5, 10)
 
 
 # ----------------------------------------------------------------------------------------------------------------

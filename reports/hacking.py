@@ -92,3 +92,14 @@ def hacking_markdown(table: pd.DataFrame) -> str:
         lines.append(f"| {metric} | {int(row['n'])} | {row['predicted_gain']:+.4f} | {row['exact_gain']:+.4f} | "
                      f"{row['excess']:+.4f} | {'**yes**' if row['hacking'] else 'no'} |")
     return "\n".join(lines) + "\n"
+
+
+def hacking_html(table: pd.DataFrame) -> str:
+    """A standalone HTML page of the table, so the pipeline's index links the check like every other report."""
+    import html
+
+    body = table.to_html(float_format=lambda v: f"{v:+.4f}", border=0)
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>Reward hacking check</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
+            f"<h1>Reward hacking check</h1><p>{html.escape(HACKING_EXPLANATION)}</p>{body}</body></html>")

@@ -153,22 +153,8 @@ def write_hacking(frames: HackingFrames, out_dir: str | Path, tolerance: float |
         with atomic_path(path) as tmp:
             frame.to_csv(tmp)
     from irlvla_bench.io.atomic import write_text_atomic
-    from reports.hacking import hacking_markdown
+    from reports.hacking import hacking_html, hacking_markdown
 
-    markdown = hacking_markdown(table)
-    write_text_atomic(out / "reward_hacking.md", markdown)
-    write_text_atomic(out / "reward_hacking.html", _page(table))
+    write_text_atomic(out / "reward_hacking.md", hacking_markdown(table))
+    write_text_atomic(out / "reward_hacking.html", hacking_html(table))
     return table
-
-
-def _page(table: pd.DataFrame) -> str:
-    """A standalone HTML page of the table, so the pipeline's index links the check like every other report."""
-    import html
-
-    from reports.hacking import HACKING_EXPLANATION
-
-    body = table.to_html(float_format=lambda v: f"{v:+.4f}", border=0)
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>Reward hacking check</title>"
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
-            f"<h1>Reward hacking check</h1><p>{html.escape(HACKING_EXPLANATION)}</p>{body}</body></html>")

@@ -51,6 +51,11 @@ class MappingScore:
     # (now, prev) first-stage rows and (now, prev) weighted second-stage rows the stage summaries average.
     stage_rows: tuple[dict[str, float], ...] = ()
 
+    def score_record(self) -> dict:
+        """The mapping's EPDMS ``score`` and its stage means, as ``summary.json`` ``mapping_scores`` lists them."""
+        return {"now": self.now, "prev": self.prev, "score": float(self.columns["score"]),
+                "stage_one_score": float(self.stage_one["score"]), "stage_two_score": float(self.stage_two["score"])}
+
 
 @dataclass(frozen=True)
 class AgentAggregate:

@@ -155,9 +155,7 @@ def _metric_block(values: dict[str, float] | None) -> dict[str, float] | None:
 
 def mapping_score_records(mappings: list[MappingScore]) -> list[dict]:
     """``summary.json`` ``mapping_scores``: the EPDMS ``score`` of each aggregated mapping and its stage means."""
-    return [{"now": m.now, "prev": m.prev, "score": float(m.columns["score"]),
-             "stage_one_score": float(m.stage_one["score"]), "stage_two_score": float(m.stage_two["score"])}
-            for m in mappings]
+    return [m.score_record() for m in mappings]
 
 
 def build_summary(*, plan: EvaluationPlan, aggregation: Aggregation, records: list[TokenRecord], traffic: str,
