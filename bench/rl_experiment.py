@@ -149,19 +149,27 @@ def rl_scenes(root: Path, data: Path, a) -> tuple[Path, str, Path]:
     the held-out two-stage evaluation scores in its second stage and that navtrain never shows."""
     if not a.rl_world_logs:
         return data, "navtrain", root / "metric_cache" / "navtrain"
-    world = root / "rl_world"
+    world, cache = navhard_world(root, "rl_world", a.rl_world_logs, a.rl_world_seed, a.world_preset,
+                                 "the RL training world")
+    return world, "navhard_two_stage", cache
+
+
+def navhard_world(root: Path, name: str, logs: int, seed: int, preset: str, what: str) -> tuple[Path, Path]:
+    """A further generated world ``root/name`` (test logs only) and its cached navhard_two_stage split, each
+    made once."""
+    world = root / name
     if not (world / "world.json").exists():
         from irlvla_bench.world import generate_world
 
-        say(f"generating the RL training world: {a.rl_world_logs} logs (seed {a.rl_world_seed})")
-        generate_world(world, a.rl_world_logs, a.rl_world_seed, a.world_preset, train_logs=0)
-    cache = root / "metric_cache" / "rl_world_navhard_two_stage"
+        say(f"generating {what}: {logs} logs (seed {seed})")
+        generate_world(world, logs, seed, preset, train_logs=0)
+    cache = root / "metric_cache" / f"{name}_navhard_two_stage"
     if not (cache / "cache_summary.json").exists():
         from irlvla_bench.caching import cache_split
 
-        say("caching the RL training world's navhard_two_stage")
+        say(f"caching {what}'s navhard_two_stage")
         cache_split(world, "navhard_two_stage", cache)
-    return world, "navhard_two_stage", cache
+    return world, cache
 
 
 def stage_eval(root: Path, name: str, data: Path, checkpoint: Path) -> Path:

@@ -24,33 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
 PROJECT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT))
+sys.path[:0] = [str(PROJECT), str(PROJECT / "bench")]
 
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def validation_world(root: Path, logs: int, seed: int, preset: str) -> tuple[Path, Path]:
-    world = root / "val_world"
-    if not (world / "world.json").exists():
-        from irlvla_bench.world import generate_world
-
-        say(f"generating the validation world: {logs} logs (seed {seed})")
-        generate_world(world, logs, seed, preset, train_logs=0)
-    cache = root / "metric_cache" / "val_world_navhard_two_stage"
-    if not (cache / "cache_summary.json").exists():
-        from irlvla_bench.caching import cache_split
-
-        say("caching the validation world's navhard_two_stage")
-        cache_split(world, "navhard_two_stage", cache)
-    return world, cache
+from rl_experiment import navhard_world, say  # noqa: E402  (the experiment's world and log helpers)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     if any(len(p_) != 2 for p_ in policies):
         raise SystemExit("--policy takes NAME=CHECKPOINT")
     if a.data is None:
-        data, cache = validation_world(root, a.val_logs, a.val_seed, a.world_preset)
+        data, cache = navhard_world(root, "val_world", a.val_logs, a.val_seed, a.world_preset, "the validation world")
     else:
         data, cache = a.data.absolute(), a.cache.absolute()
     reference = Path(policies[0][1])
